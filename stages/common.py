@@ -1,0 +1,36 @@
+"""What every stage script shares: params, logging, seeding. Stages are thin: read params, call
+the library, write the stage's outs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / "data" / "cache" / "anny"))
+
+
+def load_params(path: str | os.PathLike = REPO / "params.yaml") -> dict[str, Any]:
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    return params
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

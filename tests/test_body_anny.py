@@ -1,0 +1,68 @@
+"""Anny wrapper: conventions and agreement with Anny's own forward."""
+
+import numpy as np
+import torch
+
+from texturepose.data.keypoints import INDEX
+
+
+def test_rest_pose_equals_anny_native_output(anny_body):
+    b = 2
+    shape = torch.rand(b, anny_body.num_shape)
+    ours = anny_body(anny_body.rest_rotmats(b), shape)
+    native = anny_body.native(None, shape)["vertices"]  # Anny's own call, its own frame
+    expected = native @ anny_body.to_canonical.T
+    assert ours.vertices.dtype == torch.float32
+    assert ours.vertices.shape == (b, anny_body.num_vertices, 3)
+    torch.testing.assert_close(ours.vertices, expected, atol=1e-5, rtol=0)
+
+
+def test_canonical_frame_is_y_up_facing_z_left_at_plus_x(anny_body):
+    out = anny_body(anny_body.rest_rotmats(1), anny_body.mean_shape[None])
+    k = out.keypoints[0]
+    assert k[INDEX["head_top"], 1] > k[INDEX["pelvis"], 1] > k[INDEX["l_ankle"], 1]  # Y up
+    assert k[INDEX["nose"], 2] > k[INDEX["head"], 2] - 0.05  # face towards +Z
+    assert k[INDEX["l_big_toe"], 2] > k[INDEX["l_heel"], 2]  # feet point to +Z
+    assert k[INDEX["l_shoulder"], 0] > 0 > k[INDEX["r_shoulder"], 0]  # left at +X
+
+
+def test_global_orientation_rotates_the_whole_body(anny_body):
+    rot = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # 90 deg about Y
+    pose = anny_body.rest_rotmats(1)
+    shape = anny_body.mean_shape[None]
+    rest = anny_body(pose, shape).vertices[0]
+    pose[0, 0] = rot
+    turned = anny_body(pose, shape).vertices[0]
+    torch.testing.assert_close(turned, rest @ rot.T, atol=1e-4, rtol=0)
+
+
+def test_mirrored_pose_gives_mirrored_keypoints(anny_body):
+    from texturepose.data.keypoints import FLIP_PERMUTATION
+
+    g = torch.Generator().manual_seed(1)
+    import roma
+
+    pose = roma.rotvec_to_rotmat(0.3 * torch.randn(1, anny_body.num_joints, 3, generator=g))
+    shape = anny_body.mean_shape[None]
+    kp = anny_body(pose, shape).keypoints[0]
+    kp_m = anny_body(anny_body.flip_pose(pose), shape).keypoints[0]
+    mirrored = kp[torch.as_tensor(FLIP_PERMUTATION)] * torch.tensor([-1.0, 1.0, 1.0])
+    # Anny's mesh is nearly but not exactly symmetric: a centimetre is the tolerance.
+    assert (kp_m - mirrored).norm(dim=-1).max() < 0.02
+
+
+def test_keypoint_regressors_are_convex_combinations(anny_body):
+    w = anny_body.keypoint_weights.numpy()
+    assert np.all(w >= -1e-6)
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-4)
+    assert anny_body.keypoint_mask.all()
+
+
+def test_faces_uvs_and_parts_are_consistent(anny_body):
+    f = anny_body.faces
+    assert f.min() >= 0 and f.max() < anny_body.num_vertices
+    assert anny_body.face_uv.shape == f.shape
+    assert 0 <= anny_body.uv.min() and anny_body.uv.max() <= 1
+    parts = anny_body.face_parts
+    assert parts.shape == (f.shape[0],)
+    assert set(parts.unique().tolist()) == set(range(len(anny_body.part_names)))

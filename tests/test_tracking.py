@@ -1,0 +1,41 @@
+import mlflow
+
+from texturepose.tracking import flatten, resolve_uri, stage_run
+
+
+def test_flatten_nested_params():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2]}) == {
+        "a.b": 1,
+        "a.c.d": "x",
+        "e": [1, 2],
+    }
+
+
+def test_stage_run_logs_params_tags_and_metrics(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with stage_run("train", {"loss": {"texture": 0.5}}, project_root=tmp_path, uri=uri) as run:
+        assert run.active
+        run.log_metrics({"loss": 1.5}, step=3)
+        run_id = run.run_id
+    mlflow.set_tracking_uri(uri)
+    got = mlflow.get_run(run_id)
+    assert got.data.params["loss.texture"] == "0.5"
+    assert got.data.tags["stage"] == "train"
+    assert got.data.tags["dvc_experiment"] == "exp-test"
+    assert got.data.metrics["loss"] == 1.5
+
+
+def test_unreachable_store_does_not_stop_the_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/")  # discard port: refused
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with stage_run("train", {"a": 1}, project_root=tmp_path) as run:
+        run.log_metrics({"x": 1.0})  # must not raise
+    assert not run.active
+
+
+def test_default_store_is_inside_the_project(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"

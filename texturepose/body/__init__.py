@@ -1,0 +1,48 @@
+"""Body models behind one interface (see :mod:`texturepose.body.base`)."""
+
+from __future__ import annotations
+
+import os
+
+from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
+
+BODY_MODELS = ("anny", "smpl", "smplx", "star")
+
+
+def build_body_model(name: str = "anny", **paths: str | os.PathLike | None) -> BodyModel:
+    """The body model named in ``params.yaml`` (``body.model``), float32, on CPU.
+
+    ``paths``: ``cache_dir`` (Anny), ``model_path`` (SMPL/SMPL-X/STAR file), ``gender``,
+    ``h36m_regressor_path`` and ``uv_path`` (SMPL), ``num_betas``.
+    """
+    kwargs = {k: v for k, v in paths.items() if v is not None}
+    if name == "anny":
+        from texturepose.body.anny_model import AnnyBody
+
+        return AnnyBody(cache_dir=kwargs.get("cache_dir"))
+    if name in ("smpl", "smplx"):
+        from texturepose.body.smpl_model import SmplBody
+
+        if "model_path" not in kwargs:
+            raise BodyModelError(
+                f"body.model is {name!r} but no body.model_path is set in params.yaml: download "
+                "the model file after registering at https://smpl.is.tue.mpg.de "
+                "(SMPL-X: https://smpl-x.is.tue.mpg.de) and give its path"
+            )
+        kw = {k: kwargs[k] for k in ("gender", "h36m_regressor_path", "uv_path", "num_betas")
+              if k in kwargs}
+        return SmplBody(kwargs["model_path"], kind=name, **kw)
+    if name == "star":
+        from texturepose.body.star_model import StarBody
+
+        if "model_path" not in kwargs:
+            raise BodyModelError(
+                "body.model is 'star' but no body.model_path is set in params.yaml: download "
+                "the STAR npz after registering at https://star.is.tue.mpg.de and give its path"
+            )
+        kw = {k: kwargs[k] for k in ("num_betas",) if k in kwargs}
+        return StarBody(kwargs["model_path"], **kw)
+    raise BodyModelError(f"unknown body.model {name!r}; choose one of {BODY_MODELS}")
+
+
+__all__ = ["BODY_MODELS", "BodyModel", "BodyModelError", "BodyOutput", "build_body_model"]

@@ -1,0 +1,187 @@
+"""Anny (NAVER, Apache-2.0, MakeHuman CC0 assets) behind the BodyModel interface.
+
+* float32; 24 main body bones are regressed (``ANNY_BONES``), the other 80 (fingers, toes,
+  twist bones, eyes) stay at rest.
+* Shape = Anny's 6 default phenotypes (gender, age, muscle, weight, height, proportions) in
+  [0, 1]; the neutral shape is 0.5 everywhere.
+* Frame: Anny is Z-up facing -Y; we rotate it to Y-up facing +Z (``ANNY_TO_CANONICAL``) and
+  express the pose rotations in that frame too, so the rest-frame convention matches SMPL's.
+  The root bone sits at the origin.
+* Keypoints: COCO-17 from Anny's own regressor (``data/keypoints/coco.pth``); the other superset
+  points from vertex regressors this project derives (see :mod:`texturepose.body.anny_keypoints`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
+from texturepose.data.keypoints import NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
+
+#: The regressed bones, root first. Names are Anny's; the comment gives the anatomical joint.
+ANNY_BONES: tuple[str, ...] = (
+    "root",  # global orientation, about the pelvis
+    "spine05", "spine04", "spine03", "spine02", "spine01",  # lumbar to upper thoracic
+    "neck01", "head",
+    "upperleg01.L", "lowerleg01.L", "foot.L",  # hip, knee, ankle
+    "upperleg01.R", "lowerleg01.R", "foot.R",
+    "clavicle.L", "shoulder01.L", "upperarm01.L", "lowerarm01.L", "wrist.L",
+    "clavicle.R", "shoulder01.R", "upperarm01.R", "lowerarm01.R", "wrist.R",
+)  # fmt: skip
+
+#: Anny coordinates (Z up, facing -Y) -> canonical (Y up, facing +Z, left at +X).
+ANNY_TO_CANONICAL = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+#: Face part labels, from the bone each face's vertices are mostly skinned to.
+PART_NAMES: tuple[str, ...] = (
+    "head", "neck", "torso", "pelvis",
+    "l_upperarm", "l_forearm", "l_hand", "r_upperarm", "r_forearm", "r_hand",
+    "l_thigh", "l_shin", "l_foot", "r_thigh", "r_shin", "r_foot",
+)  # fmt: skip
+
+
+def _part_of_bone(name: str) -> str:
+    side = "l_" if name.endswith(".L") else "r_" if name.endswith(".R") else ""
+    base = name.split(".")[0]
+    if base in ("head", "jaw", "eye", "tongue00") or base.startswith(("tongue", "eye", "jaw")):
+        return "head"
+    if base.startswith("neck"):
+        return "neck"
+    if base.startswith("spine") or base in ("clavicle", "breast"):
+        return "torso"
+    if base in ("root", "pelvis"):
+        return "pelvis"
+    if base.startswith(("shoulder", "upperarm")):
+        return side + "upperarm"
+    if base.startswith("lowerarm"):
+        return side + "forearm"
+    if base.startswith(("wrist", "finger", "metacarpal")):
+        return side + "hand"
+    if base.startswith("upperleg"):
+        return side + "thigh"
+    if base.startswith("lowerleg"):
+        return side + "shin"
+    if base.startswith(("foot", "toe")):
+        return side + "foot"
+    return "torso"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ANNY_CACHE_DIR", Path.cwd() / "data" / "cache" / "anny"))
+
+
+def load_native_anny(cache_dir: str | os.PathLike | None = None):
+    """Anny's own model in float32 (its first construction builds a cache, ~40-85 s)."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        import anny
+        from anny.paths import set_anny_cache_path
+    except ImportError as e:  # pragma: no cover - anny is a hard dependency
+        raise BodyModelError(
+            "the 'anny' package is not installed: pip install anny==0.6.2 (it ships its assets)"
+        ) from e
+    set_anny_cache_path(cache)
+    if not any(cache.iterdir()):
+        log.info("building Anny's cache under %s once (about 1-2 minutes, 1.7 GB RAM)", cache)
+    return anny.Anny().float()
+
+
+class AnnyBody(BodyModel):
+    """The default body model. See the module docstring for the conventions."""
+
+    name = "anny"
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        from anny.keypoints import KeypointsRegressor
+
+        from texturepose.body.anny_keypoints import anny_keypoint_regressor
+
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.native = load_native_anny(self.cache_dir)
+        for p in self.native.parameters():
+            p.requires_grad_(False)
+        labels = list(self.native.bone_labels)
+        missing = [b for b in ANNY_BONES if b not in labels]
+        if missing:
+            raise BodyModelError(f"Anny {self.native} lacks bones {missing}; expected anny==0.6.2")
+        self.joint_names = ANNY_BONES
+        self.num_shape = len(self.native.phenotype_labels)
+        self.shape_names = tuple(self.native.phenotype_labels)
+        self.register_buffer("bone_index", torch.tensor([labels.index(b) for b in ANNY_BONES]))
+        self.register_buffer("mean_shape", torch.full((self.num_shape,), 0.5))
+        self.register_buffer("to_canonical", ANNY_TO_CANONICAL.clone())
+        self.register_buffer("faces", self.native.get_triangular_faces().long().clone())
+        self.uv = self.native.texture_coordinates.float()
+        self.face_uv = self.native.face_texture_coordinate_indices.long()
+        self.register_buffer("_uv", self.uv)
+        self.register_buffer("_face_uv", self.face_uv)
+        flip = [ANNY_BONES.index(_mirror_bone(b)) for b in ANNY_BONES]
+        self.register_buffer("flip_joint_permutation", torch.tensor(flip))
+        self.part_names = PART_NAMES
+        self.register_buffer("face_parts", self._face_parts(labels))
+        coco = KeypointsRegressor.coco(self.native)
+        weights = anny_keypoint_regressor(self, coco, self.cache_dir)
+        self.register_buffer("keypoint_weights", weights)  # (K, V)
+        self.register_buffer("keypoint_mask", weights.abs().sum(1) > 0)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.native.template_vertices.shape[0])
+
+    def _face_parts(self, labels: list[str]) -> torch.Tensor:
+        w = self.native.vertex_bone_weights
+        idx = self.native.vertex_bone_indices
+        dominant = idx.gather(1, w.argmax(1, keepdim=True))[:, 0]  # (V,) bone per vertex
+        vertex_part = torch.tensor([PART_NAMES.index(_part_of_bone(labels[b])) for b in dominant])
+        face_vertex_parts = vertex_part[self.faces]  # (F, 3): majority vote, ties -> first vertex
+        same12 = face_vertex_parts[:, 1] == face_vertex_parts[:, 2]
+        return torch.where(same12, face_vertex_parts[:, 1], face_vertex_parts[:, 0])
+
+    def native_pose(self, rotmats: torch.Tensor) -> torch.Tensor:
+        """(B, 24, 3, 3) canonical-frame rotations -> Anny's (B, 104, 4, 4) local-ref deltas."""
+        b = rotmats.shape[0]
+        c = self.to_canonical.to(rotmats)
+        local = c.T @ rotmats @ c  # the same rotation expressed in Anny's frame
+        full = torch.eye(4, dtype=rotmats.dtype, device=rotmats.device).repeat(
+            b, len(self.native.bone_labels), 1, 1
+        )
+        full[:, self.bone_index, :3, :3] = local
+        return full
+
+    def native_forward(self, rotmats: torch.Tensor, shape: torch.Tensor) -> dict:
+        """Anny's own output dict (Anny's frame) for our pose/shape parameters."""
+        return self.native(self.native_pose(rotmats), shape)
+
+    def _forward(self, rotmats: torch.Tensor, shape: torch.Tensor) -> BodyOutput:
+        out = self.native_forward(rotmats, shape)
+        vertices = out["vertices"] @ self.to_canonical.T.to(out["vertices"])
+        keypoints = torch.einsum("kv,bvd->bkd", self.keypoint_weights, vertices)
+        return BodyOutput(vertices=vertices, keypoints=keypoints)
+
+
+def _mirror_bone(name: str) -> str:
+    if name.endswith(".L"):
+        return name[:-2] + ".R"
+    if name.endswith(".R"):
+        return name[:-2] + ".L"
+    return name
+
+
+def vertex_skin_mask(body: AnnyBody, bones: list[str], threshold: float = 0.5) -> np.ndarray:
+    """Vertices whose skinning weight summed over ``bones`` exceeds ``threshold``."""
+    labels = list(body.native.bone_labels)
+    ids = torch.tensor([labels.index(b) for b in bones])
+    w = body.native.vertex_bone_weights
+    idx = body.native.vertex_bone_indices
+    total = (w * torch.isin(idx, ids)).sum(1)
+    return (total > threshold).numpy()
+

@@ -1,0 +1,103 @@
+"""The one interface every body model implements (Anny, SMPL/SMPL-X, STAR).
+
+Frame: every model returns vertices and keypoints in its canonical body frame, metres, **Y up,
+the body facing +Z, its left side at +X** (SMPL's frame). Global orientation is the first
+regressed joint's rotation. No translation: cameras carry it.
+
+Pose: a batch of rotation matrices ``(B, J, 3, 3)``, one per regressed joint (``joint_names``),
+expressed in world-aligned rest frames, so that mirroring a pose is ``M R M`` with
+``M = diag(-1, 1, 1)`` plus the left/right swap ``flip_joint_permutation``.
+
+Shape: ``(B, S)`` model-specific parameters (SMPL/STAR betas; Anny phenotypes), with
+``mean_shape`` the neutral value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from texturepose.data.keypoints import NUM_KEYPOINTS
+from texturepose.geometry.rotations import mirror_rotations
+
+
+class BodyModelError(RuntimeError):
+    """A missing or unusable model file; the message names the path, the file and its source."""
+
+
+@dataclass
+class BodyOutput:
+    vertices: torch.Tensor  # (B, V, 3)
+    keypoints: torch.Tensor  # (B, K, 3) superset; rows where keypoint_mask is False are zero
+
+
+class BodyModel(torch.nn.Module):
+    """Base class. Subclasses set the attributes below in ``__init__`` and implement ``_forward``.
+
+    Attributes:
+        name: ``anny``, ``smpl``, ``smplx`` or ``star``.
+        joint_names: names of the J regressed joints; the first is the global orientation.
+        num_shape: S.
+        faces: (F, 3) int64 triangle vertex indices (buffer).
+        uv: (T, 2) float UV coordinates in [0, 1] or None; face_uv: (F, 3) int64 or None.
+        face_parts: (F,) int64 part label per face; part_names: tuple of the labels' names.
+        keypoint_mask: (K,) bool, superset points this model regresses.
+        flip_joint_permutation: (J,) int64, index of each joint's mirror joint.
+        mean_shape: (S,) neutral shape parameters (buffer).
+    """
+
+    name: str
+    joint_names: tuple[str, ...]
+    num_shape: int
+    part_names: tuple[str, ...]
+
+    faces: torch.Tensor
+    uv: torch.Tensor | None
+    face_uv: torch.Tensor | None
+    face_parts: torch.Tensor
+    keypoint_mask: torch.Tensor
+    flip_joint_permutation: torch.Tensor
+    mean_shape: torch.Tensor
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def num_vertices(self) -> int:
+        raise NotImplementedError
+
+    def forward(self, rotmats: torch.Tensor, shape: torch.Tensor) -> BodyOutput:
+        self._check_inputs(rotmats, shape)
+        out = self._forward(rotmats, shape)
+        return out
+
+    def _forward(self, rotmats: torch.Tensor, shape: torch.Tensor) -> BodyOutput:
+        raise NotImplementedError
+
+    def _check_inputs(self, rotmats: torch.Tensor, shape: torch.Tensor) -> None:
+        j, s = self.num_joints, self.num_shape
+        if rotmats.dim() != 4 or rotmats.shape[1:] != (j, 3, 3):
+            raise ValueError(
+                f"{self.name}: rotmats must be (B, {j}, 3, 3) for joints {self.joint_names}, "
+                f"got {tuple(rotmats.shape)}"
+            )
+        if shape.dim() != 2 or shape.shape[1] != s or shape.shape[0] != rotmats.shape[0]:
+            raise ValueError(
+                f"{self.name}: shape must be (B, {s}) with B={rotmats.shape[0]}, "
+                f"got {tuple(shape.shape)}"
+            )
+
+    def rest_rotmats(self, batch: int = 1) -> torch.Tensor:
+        """Identity rotations (the model's rest pose), ``(batch, J, 3, 3)``."""
+        eye = torch.eye(3, dtype=self.mean_shape.dtype, device=self.mean_shape.device)
+        return eye.expand(batch, self.num_joints, 3, 3).clone()
+
+    def flip_pose(self, rotmats: torch.Tensor) -> torch.Tensor:
+        """Pose of the horizontally mirrored body: swap left/right joints and reflect."""
+        return mirror_rotations(rotmats[:, self.flip_joint_permutation])
+
+    def check_keypoints(self, keypoints: torch.Tensor) -> None:
+        if keypoints.shape[-2] != NUM_KEYPOINTS:
+            raise AssertionError(f"{self.name} regressed {keypoints.shape[-2]} keypoints")

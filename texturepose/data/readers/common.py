@@ -1,0 +1,269 @@
+"""What every dataset converter shares: raw samples, keypoint cleaning, image loading, and the loop
+that crops, counts skips and writes one schema file per split through :class:`Hdf5Writer`.
+
+Readers yield :class:`RawSample` (or :class:`Skip` for an annotation that cannot be used); the
+converter loop loads each image once, crops it, and turns every failure into a counted reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from texturepose.data.crops import crop_image
+from texturepose.data.hdf5 import Hdf5Writer, SchemaError
+from texturepose.data.keypoints import NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
+
+
+class ReaderError(ValueError):
+    """Raw dataset files that cannot be read; the message names the file and what to do."""
+
+
+@dataclass
+class RawSample:
+    """One person in one image, annotations already in the keypoint superset.
+
+    ``center``/``size`` is the square crop box in original pixels, or ``None`` for a box around
+    the keypoints (SPIN's margin) computed after keypoints outside the image are dropped.
+    ``keypoints`` is (K, 3): x, y in original-image pixels and a confidence (1 = annotated).
+    ``image`` holds decoded RGB pixels (video frames); otherwise ``image_path`` is read lazily.
+    """
+
+    keypoints: np.ndarray
+    visible: np.ndarray
+    center: np.ndarray | None  # None: box around the keypoints once they are cleaned
+    size: float
+    image_name: str
+    image_path: Path | None = None
+    image: np.ndarray | None = None
+    subject: str = ""
+    sequence: str = ""
+    camera: str = ""
+    frame: int = 0
+    person: int = 0
+    optional: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Skip:
+    """An annotation a reader cannot use; counted under ``reason`` (short, stable wording)."""
+
+    reason: str
+    detail: str = ""
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image file to RGB uint8, or raise :class:`ReaderError` saying which file."""
+    if not path.is_file():
+        raise ReaderError(f"missing image {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ReaderError(f"unreadable image {path} (corrupt or not an image)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def clean_keypoints(
+    kp: np.ndarray,
+    visible: np.ndarray,
+    width: float | None = None,
+    height: float | None = None,
+    tolerance: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero the confidence and visibility of NaN/inf points and, given the image size, of points
+    farther than ``tolerance`` (fraction of the image side) outside the image.
+
+    Annotated points just outside the frame are kept (LSP annotates truncated limbs a little
+    outside the image); points far outside are annotation errors. Unannotated points get x = y = 0.
+    """
+    kp = np.array(kp, dtype=np.float32, copy=True)
+    visible = np.array(visible, dtype=np.uint8, copy=True)
+    bad = ~np.isfinite(kp).all(-1)
+    if width is not None and height is not None:
+        x, y = np.nan_to_num(kp[:, 0]), np.nan_to_num(kp[:, 1])
+        tx, ty = tolerance * width, tolerance * height
+        bad |= (x < -tx) | (y < -ty) | (x > width - 1 + tx) | (y > height - 1 + ty)
+    kp[bad, 2] = 0.0
+    unknown = kp[:, 2] <= 0
+    kp[unknown] = 0.0
+    visible[unknown] = 0
+    return kp, visible
+
+
+def crop_sample(raw: RawSample, image: np.ndarray, crop_res: int) -> dict[str, Any]:
+    """Turn a raw sample and its decoded image into a writer sample (crop + annotations)."""
+    if raw.keypoints.shape != (NUM_KEYPOINTS, 3):
+        raise SchemaError(f"{raw.image_name}: keypoints {raw.keypoints.shape} not superset")
+    crop = crop_image(image, raw.center, raw.size, crop_res)
+    sample = {
+        "image": crop,
+        "crop_center": np.asarray(raw.center, np.float32),
+        "crop_size": float(raw.size),
+        "keypoints_2d": raw.keypoints.astype(np.float32),
+        "visible": raw.visible.astype(np.uint8),
+        "image_name": raw.image_name,
+        "subject": raw.subject,
+        "sequence": raw.sequence,
+        "camera": raw.camera,
+        "frame": int(raw.frame),
+        "person": int(raw.person),
+    }
+    sample.update(raw.optional)
+    return sample
+
+
+@dataclass
+class SplitInfo:
+    """Dataset-level provenance recorded in the file attributes."""
+
+    dataset: str
+    split: str
+    source: str
+    licence: str
+    body_model: str | None = None
+    extra_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _make_writer(out_path: str | os.PathLike, info: SplitInfo, crop_res: int) -> Hdf5Writer:
+    kwargs = dict(dataset=info.dataset, split=info.split, crop_res=crop_res, source=info.source,
+                  licence=info.licence, body_model=info.body_model, extra_attrs=info.extra_attrs)
+    try:
+        return Hdf5Writer(out_path, **kwargs)
+    except PackageNotFoundError:
+        # hdf5.code_version() fails in a checkout with no commit yet and no installed package;
+        # record that instead of failing the whole conversion.
+        from unittest import mock
+
+        with mock.patch("texturepose.data.hdf5.code_version", lambda: "unknown (no git commit)"):
+            return Hdf5Writer(out_path, **kwargs)
+
+
+def write_split(
+    samples: Iterable[RawSample | Skip],
+    out_path: str | os.PathLike,
+    info: SplitInfo,
+    crop_res: int,
+    total: int | None = None,
+    limit: int | None = None,
+    box_margin: float = 1.2,
+    min_keypoints: int = 2,
+) -> dict[str, Any]:
+    """Crop and write ``samples`` atomically to ``out_path``; return counts and skip reasons.
+
+    Unreadable images and unusable annotations are skipped and counted by reason; the file is
+    written only when at least one sample is good (else :class:`SchemaError`, nothing written).
+    """
+    writer = _make_writer(out_path, info, crop_res)
+    cache: tuple[Path | None, np.ndarray | ReaderError | None] = (None, None)  # shared image
+    examples: dict[str, str] = {}
+    n = 0
+    for item in tqdm(samples, total=total, desc=f"{info.dataset}/{info.split}", unit="sample",
+                     disable=None):
+        if limit is not None and n >= limit:
+            break
+        if isinstance(item, Skip):
+            writer.skip(item.reason)
+            examples.setdefault(item.reason, item.detail)
+            continue
+        try:
+            if item.image is not None:
+                image = item.image
+            else:
+                if cache[0] != item.image_path:
+                    try:
+                        cache = (item.image_path, read_image(item.image_path))
+                    except ReaderError as e:
+                        cache = (item.image_path, e)
+                if isinstance(cache[1], ReaderError):
+                    raise cache[1]
+                image = cache[1]
+            h, w = image.shape[:2]
+            item.keypoints, item.visible = clean_keypoints(item.keypoints, item.visible, w, h)
+            n_valid = int((item.keypoints[:, 2] > 0).sum())
+            if n_valid < min_keypoints:
+                writer.skip("too few valid keypoints")
+                examples.setdefault("too few valid keypoints",
+                                    f"{item.image_name}: {n_valid} < {min_keypoints}")
+                continue
+            if item.center is None:
+                item.center, item.size = valid_box(item.keypoints, box_margin, min_keypoints)
+            writer.add(crop_sample(item, image, crop_res))
+            n += 1
+        except ReaderError as e:
+            reason = "missing image" if "missing image" in str(e) else "unreadable image"
+            writer.skip(reason)
+            examples.setdefault(reason, str(e))
+    for reason, count in writer.skipped.items():
+        log.warning("%s/%s: skipped %d samples: %s (e.g. %s)", info.dataset, info.split, count,
+                    reason, examples.get(reason, ""))
+    writer.close()
+    return {
+        "dataset": info.dataset,
+        "split": info.split,
+        "path": str(out_path),
+        "written": n,
+        "skipped": int(sum(writer.skipped.values())),
+        "skipped_reasons": dict(writer.skipped),
+        "skipped_examples": examples,
+    }
+
+
+def valid_box(kp: np.ndarray, margin: float = 1.2, min_points: int = 2) -> tuple[np.ndarray, float]:
+    """Crop box around the annotated keypoints (SPIN: 1.2 x the keypoints' extent)."""
+    from texturepose.data.crops import box_from_keypoints
+
+    valid = kp[:, 2] > 0
+    if valid.sum() < min_points:
+        raise ValueError(f"only {int(valid.sum())} annotated keypoints (need {min_points})")
+    return box_from_keypoints(kp[:, :2], valid, margin)
+
+
+def require_file(path: Path, what: str, hint: str) -> Path:
+    """Fail early and clearly when an expected dataset file is absent."""
+    if not path.is_file():
+        raise ReaderError(f"{what} not found at {path}; {hint}")
+    return path
+
+
+
+def load_mat(path: Path, hint: str) -> dict[str, Any]:
+    """Read a MATLAB file (v5 through scipy, v7.3 through h5py) or raise a clear error."""
+    import scipy.io
+
+    require_file(path, "annotation file", hint)
+    try:
+        return scipy.io.loadmat(str(path), squeeze_me=False)
+    except NotImplementedError:  # v7.3 files are HDF5
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except (ValueError, OSError, TypeError) as e:
+        raise ReaderError(f"{path}: not a readable MATLAB file ({e}); {hint}") from e
+
+
+def check_shape(arr: Any, expected: tuple[int | None, ...], path: Path, name: str, hint: str
+                ) -> np.ndarray:
+    """Raise :class:`ReaderError` naming file and field unless ``arr`` has ``expected`` shape
+    (``None`` = any length)."""
+    arr = np.asarray(arr)
+    ok = arr.ndim == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, arr.shape, strict=False)
+    )
+    if not ok:
+        want = "x".join("N" if e is None else str(e) for e in expected)
+        raise ReaderError(
+            f"{path}: field '{name}' has shape {'x'.join(map(str, arr.shape))}, expected {want}; "
+            f"{hint}"
+        )
+    return arr

@@ -1,0 +1,157 @@
+"""The HMR/SPIN regressor: backbone feature -> iterative error feedback (IEF) from the mean
+parameters -> 6D rotations of the body model's J regressed joints, its S shape parameters and a
+weak-perspective camera ``(s, tx, ty)`` in normalised crop coordinates.
+
+Each IEF iteration sees the image feature and the current estimate and adds a correction. The
+correction heads start tiny (Xavier, gain 0.01, as SPIN), so training starts at the mean.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from texturepose.geometry.rotations import rot6d_to_matrix
+from texturepose.models.mean_params import check_mean_params
+from texturepose.models.pretrained import BACKBONES, build_backbone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RegressorConfig:
+    """What the ``model`` section of params.yaml says; checked on construction.
+
+    Attributes:
+        backbone: one of ``resnet18``, ``resnet34``, ``resnet50``, ``efficientnet_lite0``.
+        pretrained: ``None`` (scratch), ``"imagenet"`` (packaged weights, efficientnet_lite0
+            only) or a path to a weights file (torchvision's for the ResNets).
+        iterations: IEF iterations (>= 1; 3 in HMR/SPIN).
+        hidden: width of the two IEF fully connected layers.
+        dropout: dropout after each of them, in [0, 1).
+        normalize_input: forward takes RGB in [0, 1] and applies the backbone's normalisation.
+    """
+
+    backbone: str = "resnet50"
+    pretrained: str | None = None
+    iterations: int = 3
+    hidden: int = 1024
+    dropout: float = 0.5
+    normalize_input: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(
+                f"model.backbone = {self.backbone!r} is not a known backbone; "
+                f"expected one of {sorted(BACKBONES)}"
+            )
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int):
+            raise ValueError(f"model.iterations = {self.iterations!r} must be an integer >= 1")
+        if self.iterations < 1:
+            raise ValueError(f"model.iterations = {self.iterations} must be >= 1 (HMR uses 3)")
+        if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1:
+            raise ValueError(f"model.hidden = {self.hidden!r} must be a positive integer")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout = {self.dropout!r} must be a number in [0, 1)")
+        if self.pretrained is not None and not isinstance(self.pretrained, str):
+            raise ValueError(
+                f"model.pretrained = {self.pretrained!r} must be null, 'imagenet' or a file path"
+            )
+        if self.pretrained == "imagenet" and BACKBONES[self.backbone].package is None:
+            with_pkg = sorted(n for n, s in BACKBONES.items() if s.package)
+            raise ValueError(
+                f"model.pretrained = 'imagenet' is only available for {with_pkg}; for "
+                f"{self.backbone!r} give the path of a torchvision weights file or null"
+            )
+
+
+class Regressor(nn.Module):
+    """Image crops -> body-model parameters and camera, with IEF.
+
+    Args:
+        config: :class:`RegressorConfig`.
+        num_joints: J, the body model's regressed joints (``BodyModel.num_joints``).
+        num_shape: S (``BodyModel.num_shape``).
+        mean_params: ``{"rot6d": (J*6,), "shape": (S,), "cam": (3,)}`` (see ``mean_params``).
+    """
+
+    def __init__(
+        self,
+        config: RegressorConfig,
+        num_joints: int,
+        num_shape: int,
+        mean_params: dict[str, np.ndarray | torch.Tensor],
+    ):
+        super().__init__()
+        if num_joints < 1 or num_shape < 0:
+            raise ValueError(f"num_joints must be >= 1 and num_shape >= 0, got {num_joints}, "
+                             f"{num_shape}")
+        mp = {k: np.asarray(torch.as_tensor(v).detach().cpu(), dtype=np.float32)
+              for k, v in mean_params.items()}
+        check_mean_params(mp, num_joints, num_shape)
+        self.config = config
+        self.num_joints = num_joints
+        self.num_shape = num_shape
+        self.backbone = build_backbone(config.backbone, config.pretrained)
+        spec = BACKBONES[config.backbone]
+        self.register_buffer("input_mean", torch.tensor(spec.mean).view(1, 3, 1, 1), False)
+        self.register_buffer("input_std", torch.tensor(spec.std).view(1, 3, 1, 1), False)
+        for k in ("rot6d", "shape", "cam"):
+            self.register_buffer(f"mean_{k}", torch.from_numpy(mp[k]).view(1, -1))
+
+        npar = num_joints * 6 + num_shape + 3
+        feat = self.backbone.feature_dim
+        self.fc1 = nn.Linear(feat + npar, config.hidden)
+        self.fc2 = nn.Linear(config.hidden, config.hidden)
+        self.drop = nn.Dropout(config.dropout)
+        self.dec_pose = nn.Linear(config.hidden, num_joints * 6)
+        self.dec_shape = nn.Linear(config.hidden, num_shape)
+        self.dec_cam = nn.Linear(config.hidden, 3)
+        for dec in (self.dec_pose, self.dec_shape, self.dec_cam):
+            nn.init.xavier_uniform_(dec.weight, gain=0.01)
+            nn.init.zeros_(dec.bias)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """``(B, 3, H, W)`` RGB crops (in [0, 1] when ``normalize_input``) -> dict with
+
+        ``rot6d (B, J, 6)``, ``rotmats (B, J, 3, 3)``, ``shape (B, S)``, ``cam (B, 3)`` of the
+        last iteration, and ``rotmats_iters``, ``shape_iters``, ``cam_iters``: lists over the IEF
+        iterations (for the adversarial loss on every iteration), and ``features (B, F)``.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if self.config.normalize_input:
+            images = (images - self.input_mean) / self.input_std
+        feats = self.backbone.features(images)
+        b = feats.shape[0]
+        pose = self.mean_rot6d.expand(b, -1)
+        shape = self.mean_shape.expand(b, -1)
+        cam = self.mean_cam.expand(b, -1)
+        j = self.num_joints
+        rot6d_it, rotmats_it, shape_it, cam_it = [], [], [], []
+        for _ in range(self.config.iterations):
+            x = torch.cat([feats, pose, shape, cam], dim=1)
+            x = self.drop(torch.relu(self.fc1(x)))
+            x = self.drop(torch.relu(self.fc2(x)))
+            pose = pose + self.dec_pose(x)
+            shape = shape + self.dec_shape(x)
+            cam = cam + self.dec_cam(x)
+            rot6d_it.append(pose.view(b, j, 6))
+            rotmats_it.append(rot6d_to_matrix(pose.view(b, j, 6)))
+            shape_it.append(shape)
+            cam_it.append(cam)
+        return {
+            "rot6d": rot6d_it[-1],
+            "rotmats": rotmats_it[-1],
+            "shape": shape_it[-1],
+            "cam": cam_it[-1],
+            "rot6d_iters": rot6d_it,
+            "rotmats_iters": rotmats_it,
+            "shape_iters": shape_it,
+            "cam_iters": cam_it,
+            "features": feats,
+        }
