@@ -79,17 +79,21 @@ def code_version() -> str:
             cwd=Path(__file__).resolve().parent,
             timeout=5,
         )
-        if out.returncode == 0:
+        if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    from importlib.metadata import version
+    try:
+        from importlib.metadata import PackageNotFoundError, version
 
-    return "texturepose " + version("texturepose")
+        return "texturepose " + version("texturepose")
+    except PackageNotFoundError:
+        return "unknown (no git commit, package not installed)"
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.reshape(-1)
@@ -114,11 +118,12 @@ def decode_png(buf: np.ndarray) -> np.ndarray:
 
 
 class Hdf5Writer:
-    """Collects samples and writes one schema file atomically on :meth:`close`.
+    """Writes one schema file atomically, streaming samples to disk in chunks.
 
-    Use as a context manager; on an exception nothing is left at ``path``. Samples are dicts with
-    the REQUIRED keys (``image_jpeg`` may be given as ``image`` RGB array instead) and any optional
-    fields; a field given for some samples only gets its ``has_*`` flag.
+    Use as a context manager; on an exception nothing is left at ``path`` (the temporary file is
+    removed). Samples are dicts with the REQUIRED keys (``image_jpeg`` may be given as ``image``,
+    an RGB array) and any optional fields; a field given for some samples only gets its
+    ``has_*`` flag. Memory stays bounded by ``chunk_size`` samples, so full Human3.6M fits.
     """
 
     def __init__(
@@ -132,6 +137,8 @@ class Hdf5Writer:
         licence: str,
         body_model: str | None = None,
         extra_attrs: dict[str, Any] | None = None,
+        chunk_size: int = 512,
+        created: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.attrs: dict[str, Any] = {
@@ -142,13 +149,22 @@ class Hdf5Writer:
             "source": source,
             "licence": licence,
             "code_version": code_version(),
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            # Pass ``created`` for byte-reproducible files (e.g. the synthetic default).
+            "created": created
+            or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         if body_model:
             self.attrs["body_model"] = body_model
         self.attrs.update(extra_attrs or {})
-        self.samples: list[dict[str, Any]] = []
+        self.chunk_size = int(chunk_size)
+        self.pending: list[dict[str, Any]] = []
+        self.num_written = 0
         self.skipped: dict[str, int] = {}
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._file: h5py.File | None = None
+
+    def __len__(self) -> int:
+        return self.num_written + len(self.pending)
 
     def add(self, sample: dict[str, Any]) -> None:
         if "image" in sample:
@@ -160,7 +176,9 @@ class Hdf5Writer:
         kp = np.asarray(sample["keypoints_2d"])
         if kp.shape != (NUM_KEYPOINTS, 3):
             raise SchemaError(f"keypoints_2d must be ({NUM_KEYPOINTS}, 3), got {kp.shape}")
-        self.samples.append(sample)
+        self.pending.append(sample)
+        if len(self.pending) >= self.chunk_size:
+            self._flush()
 
     def skip(self, reason: str) -> None:
         """Count a sample that could not be read, by reason (reported at close)."""
@@ -172,61 +190,116 @@ class Hdf5Writer:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop everything written so far (the final path is never touched)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tmp.exists():
+            self._tmp.unlink()
 
     def close(self) -> Path:
-        if not self.samples:
-            raise SchemaError(
-                f"no readable samples for {self.path}; skipped: {self.skipped or 'none'}"
-            )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            with h5py.File(tmp, "w") as f:
-                self._write(f)
-            os.replace(tmp, self.path)
+            self._flush()
+            if self.num_written == 0:
+                raise SchemaError(
+                    f"no readable samples for {self.path}; skipped: {self.skipped or 'none'}"
+                )
+            f = self._file
+            assert f is not None
+            for k, v in self.attrs.items():
+                f.attrs[k] = v
+            f.attrs["num_samples"] = self.num_written
+            f.attrs["skipped"] = int(sum(self.skipped.values()))
+            f.attrs["skipped_reasons"] = repr(self.skipped)
+            f.close()
+            self._file = None
+            os.replace(self._tmp, self.path)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            self.abort()
         n_skip = sum(self.skipped.values())
-        log.info("wrote %s: %d samples, %d skipped %s", self.path, len(self.samples), n_skip,
+        log.info("wrote %s: %d samples, %d skipped %s", self.path, self.num_written, n_skip,
                  self.skipped or "")
         return self.path
 
-    def _write(self, f: h5py.File) -> None:
-        n = len(self.samples)
-        for k, v in self.attrs.items():
-            f.attrs[k] = v
-        f.attrs["num_samples"] = n
-        f.attrs["skipped"] = int(sum(self.skipped.values()))
-        f.attrs["skipped_reasons"] = repr(self.skipped)
-        u8 = h5py.vlen_dtype(np.uint8)
-        for name in ("image_jpeg", "mask_png"):
-            if name == "mask_png" and not any(name in s for s in self.samples):
-                continue
-            ds = f.create_dataset(name, (n,), dtype=u8)
-            for i, s in enumerate(self.samples):
-                ds[i] = np.asarray(s.get(name, np.zeros(0, np.uint8)), dtype=np.uint8)
-        strdt = h5py.string_dtype("utf-8")
+    def _append(self, name: str, data: np.ndarray, fill_flag: bool = False) -> None:
+        f = self._file
+        assert f is not None
+        n0 = self.num_written
+        if name not in f:
+            kwargs: dict[str, Any] = {}
+            if data.dtype == object:
+                kwargs["dtype"] = data.dtype if name in STRING_FIELDS else h5py.vlen_dtype(np.uint8)
+                if name in STRING_FIELDS:
+                    kwargs["dtype"] = h5py.string_dtype("utf-8")
+            else:
+                kwargs["dtype"] = data.dtype
+                if data.ndim > 1:
+                    kwargs["compression"] = "gzip"
+            ds = f.create_dataset(
+                name, shape=(n0,) + data.shape[1:], maxshape=(None,) + data.shape[1:],
+                chunks=(max(1, min(self.chunk_size, 256)),) + data.shape[1:], **kwargs
+            )
+            if fill_flag and n0:
+                ds[:n0] = False
+        ds = f[name]
+        ds.resize(n0 + len(data), axis=0)
+        if data.dtype == object and name not in STRING_FIELDS:
+            for i, buf in enumerate(data):
+                ds[n0 + i] = buf
+        else:
+            ds[n0:] = data
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = h5py.File(self._tmp, "w")
+        chunk = self.pending
+        n = len(chunk)
+        u8 = [np.asarray(s["image_jpeg"], dtype=np.uint8) for s in chunk]
+        self._append("image_jpeg", _object_array(u8))
+        if any("mask_png" in s for s in chunk) or "mask_png" in self._file:
+            masks = [np.asarray(s.get("mask_png", np.zeros(0, np.uint8)), np.uint8) for s in chunk]
+            self._append("mask_png", _object_array(masks))
         for name in STRING_FIELDS:
-            f.create_dataset(name, data=np.array([str(s[name]) for s in self.samples], dtype=object), dtype=strdt)
+            self._append(name, np.array([str(s[name]) for s in chunk], dtype=object))
         for name in INT_FIELDS:
-            f.create_dataset(name, data=np.array([int(s[name]) for s in self.samples], np.int64))
-        f.create_dataset("crop_center", data=np.stack([s["crop_center"] for s in self.samples]).astype(np.float32))
-        f.create_dataset("crop_size", data=np.array([s["crop_size"] for s in self.samples], np.float32))
-        f.create_dataset("keypoints_2d", data=np.stack([s["keypoints_2d"] for s in self.samples]).astype(np.float32), compression="gzip")
-        f.create_dataset("visible", data=np.stack([s["visible"] for s in self.samples]).astype(np.uint8))
+            self._append(name, np.array([int(s[name]) for s in chunk], np.int64))
+        self._append("crop_center", np.stack([s["crop_center"] for s in chunk]).astype(np.float32))
+        self._append("crop_size", np.array([s["crop_size"] for s in chunk], np.float32))
+        kp2d = np.stack([s["keypoints_2d"] for s in chunk]).astype(np.float32)
+        self._append("keypoints_2d", kp2d)
+        self._append("visible", np.stack([s["visible"] for s in chunk]).astype(np.uint8))
+        flags: dict[str, np.ndarray] = {}
         for name, flag in OPTIONAL_FLAGS.items():
-            present = [name in s and s[name] is not None for s in self.samples]
-            if not any(present):
+            present = np.array([name in s and s[name] is not None for s in chunk], bool)
+            if not present.any() and name not in self._file:
                 continue
-            ref = np.asarray(next(s[name] for s, p in zip(self.samples, present, strict=True) if p))
-            data = np.zeros((n,) + ref.shape, np.float32)
-            for i, (s, p) in enumerate(zip(self.samples, present, strict=True)):
+            ref = next((np.asarray(s[name]) for s, p in zip(chunk, present, strict=True) if p),
+                       None)
+            shape = ref.shape if ref is not None else self._file[name].shape[1:]
+            data = np.zeros((n,) + tuple(shape), np.float32)
+            for i, (s, p) in enumerate(zip(chunk, present, strict=True)):
                 if p:
                     data[i] = s[name]
-            f.create_dataset(name, data=data, compression="gzip")
-            if flag not in f:
-                f.create_dataset(flag, data=np.array(present, bool))
+            self._append(name, data)
+            flags[flag] = flags.get(flag, present) & present if flag in flags else present
+        for flag, present in flags.items():
+            self._append(flag, present, fill_flag=True)
+        self.num_written += n
+        self.pending = []
+
+
+def _object_array(items: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    for i, it in enumerate(items):
+        out[i] = it
+    return out
 
 
 class Hdf5Dataset(Sequence):
@@ -238,6 +311,7 @@ class Hdf5Dataset(Sequence):
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._file: h5py.File | None = None
+        self._cache: dict[str, np.ndarray] | None = None
         self.attrs, self._len = validate(self.path)
 
     @property
@@ -252,6 +326,7 @@ class Hdf5Dataset(Sequence):
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_file"] = None
+        state["_cache"] = None
         return state
 
     def column(self, name: str) -> np.ndarray:
@@ -264,21 +339,32 @@ class Hdf5Dataset(Sequence):
     def has(self, name: str) -> bool:
         return name in self.file
 
+    def _columns(self) -> dict[str, np.ndarray]:
+        """Every field but the encoded images and masks, read once (per process) into memory:
+        per-item reads then touch only the JPEG bytes (h5py's per-field overhead dominates
+        otherwise)."""
+        if self._cache is None:
+            f = self.file
+            cols: dict[str, np.ndarray] = {}
+            for name in (*REQUIRED, *OPTIONAL_FLAGS, *set(OPTIONAL_FLAGS.values())):
+                if name in f and name != "image_jpeg":
+                    cols[name] = self.column(name)
+            self._cache = cols
+        return self._cache
+
     def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
         if not 0 <= i < self._len:
             raise IndexError(f"sample {i} out of range for {self.path} ({self._len} samples)")
         f = self.file
+        cols = self._columns()
         out: dict[str, Any] = {"index": i, "image": decode_jpeg(f["image_jpeg"][i])}
-        for name in ("crop_center", "crop_size", "keypoints_2d", "visible", "frame", "person"):
-            out[name] = f[name][i]
-        for name in STRING_FIELDS:
-            v = f[name][i]
-            out[name] = v.decode() if isinstance(v, bytes) else v
+        for name in ("crop_center", "crop_size", "keypoints_2d", "visible", "frame", "person",
+                     *STRING_FIELDS):
+            out[name] = cols[name][i]
         for name, flag in OPTIONAL_FLAGS.items():
-            if name in f:
-                ok = bool(f[flag][i]) if flag in f else True
-                out[flag] = ok
-                out[name] = f[name][i]
+            if name in cols:
+                out[flag] = bool(cols[flag][i]) if flag in cols else True
+                out[name] = cols[name][i]
         if "mask_png" in f:
             buf = f["mask_png"][i]
             out["mask"] = decode_png(buf) if len(buf) else None
@@ -313,11 +399,15 @@ def validate(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
             )
         missing = [k for k in REQUIRED if k not in f]
         if missing:
-            raise SchemaError(f"{path}: missing fields {missing} required by schema {SCHEMA_VERSION}")
+            raise SchemaError(
+                f"{path}: missing fields {missing} required by schema {SCHEMA_VERSION}"
+            )
         n = len(f["keypoints_2d"])
         shape = f["keypoints_2d"].shape
         if shape[1:] != (NUM_KEYPOINTS, 3):
-            raise SchemaError(f"{path}: keypoints_2d has shape {shape}, expected (N, {NUM_KEYPOINTS}, 3)")
+            raise SchemaError(
+                f"{path}: keypoints_2d has shape {shape}, expected (N, {NUM_KEYPOINTS}, 3)"
+            )
         bad = [k for k in REQUIRED if len(f[k]) != n]
         if bad:
             raise SchemaError(f"{path}: fields {bad} do not have {n} samples like keypoints_2d")
