@@ -40,7 +40,7 @@ def build_body_model(name: str = "anny", **paths: str | os.PathLike | None) -> B
                 "body.model is 'star' but no body.model_path is set in params.yaml: download "
                 "the STAR npz after registering at https://star.is.tue.mpg.de and give its path"
             )
-        kw = {k: kwargs[k] for k in ("num_betas",) if k in kwargs}
+        kw = {k: kwargs[k] for k in ("num_betas", "h36m_regressor_path", "uv_path") if k in kwargs}
         return StarBody(kwargs["model_path"], **kw)
     raise BodyModelError(f"unknown body.model {name!r}; choose one of {BODY_MODELS}")
 

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
-from texturepose.data.keypoints import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +116,7 @@ class AnnyBody(BodyModel):
         self.num_shape = len(self.native.phenotype_labels)
         self.shape_names = tuple(self.native.phenotype_labels)
         self.register_buffer("bone_index", torch.tensor([labels.index(b) for b in ANNY_BONES]))
+        self.register_buffer("_eye4", torch.eye(4))
         self.register_buffer("mean_shape", torch.full((self.num_shape,), 0.5))
         self.register_buffer("to_canonical", ANNY_TO_CANONICAL.clone())
         self.register_buffer("faces", self.native.get_triangular_faces().long().clone())
@@ -130,8 +130,12 @@ class AnnyBody(BodyModel):
         self.register_buffer("face_parts", self._face_parts(labels))
         coco = KeypointsRegressor.coco(self.native)
         weights = anny_keypoint_regressor(self, coco, self.cache_dir)
-        self.register_buffer("keypoint_weights", weights)  # (K, V)
+        self.register_buffer("keypoint_weights", weights)  # (K, V), dense, for reference
         self.register_buffer("keypoint_mask", weights.abs().sum(1) > 0)
+        # Only a few thousand vertices carry weight: regress from those alone (4-5x cheaper).
+        used = torch.nonzero(weights.abs().sum(0) > 0)[:, 0]
+        self.register_buffer("_kp_vertices", used)
+        self.register_buffer("_kp_weights", weights[:, used].contiguous())
 
     @property
     def num_vertices(self) -> int:
@@ -147,25 +151,32 @@ class AnnyBody(BodyModel):
         return torch.where(same12, face_vertex_parts[:, 1], face_vertex_parts[:, 0])
 
     def native_pose(self, rotmats: torch.Tensor) -> torch.Tensor:
-        """(B, 24, 3, 3) canonical-frame rotations -> Anny's (B, 104, 4, 4) local-ref deltas."""
+        """(B, 24, 3, 3) canonical-frame rotations -> Anny's (B, 104, 4, 4) local-ref deltas.
+
+        The root's delta also carries the Anny -> canonical frame change (the root sits at the
+        origin and its delta rotates the whole body about it), so Anny's output vertices and
+        bone poses come out directly in the canonical frame with no extra pass over vertices.
+        """
         b = rotmats.shape[0]
         c = self.to_canonical.to(rotmats)
-        local = c.T @ rotmats @ c  # the same rotation expressed in Anny's frame
-        full = torch.eye(4, dtype=rotmats.dtype, device=rotmats.device).repeat(
-            b, len(self.native.bone_labels), 1, 1
-        )
-        full[:, self.bone_index, :3, :3] = local
+        local = c.T @ rotmats @ c  # the same rotations expressed in Anny's frame
+        root = rotmats[:, 0] @ c  # = C (C^T R C): rotate in Anny's frame, then change frame
+        full = self._eye4.to(rotmats).expand(b, len(self.native.bone_labels), 4, 4).clone()
+        full[:, self.bone_index[1:], :3, :3] = local[:, 1:]
+        full[:, self.bone_index[0], :3, :3] = root
         return full
 
     def native_forward(self, rotmats: torch.Tensor, shape: torch.Tensor) -> dict:
-        """Anny's own output dict (Anny's frame) for our pose/shape parameters."""
+        """Anny's own output dict for our parameters (already in the canonical frame)."""
         return self.native(self.native_pose(rotmats), shape)
 
     def _forward(self, rotmats: torch.Tensor, shape: torch.Tensor) -> BodyOutput:
-        out = self.native_forward(rotmats, shape)
-        vertices = out["vertices"] @ self.to_canonical.T.to(out["vertices"])
-        keypoints = torch.einsum("kv,bvd->bkd", self.keypoint_weights, vertices)
-        return BodyOutput(vertices=vertices, keypoints=keypoints)
+        vertices = self.native_forward(rotmats, shape)["vertices"]
+        used = vertices[:, self._kp_vertices].transpose(0, 1)  # (U, B, 3)
+        b = vertices.shape[0]
+        # One (K, U) x (U, 3B) GEMM: much faster on CPU than a broadcast batched matmul.
+        keypoints = (self._kp_weights @ used.reshape(used.shape[0], -1)).reshape(-1, b, 3)
+        return BodyOutput(vertices=vertices, keypoints=keypoints.transpose(0, 1))
 
 
 def _mirror_bone(name: str) -> str:
