@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from texturepose.data.crops import crop_image
+from texturepose.data.crops import box_from_keypoints, crop_image
 from texturepose.data.hdf5 import Hdf5Writer, SchemaError
 from texturepose.data.keypoints import NUM_KEYPOINTS
 
@@ -64,10 +64,16 @@ class Skip:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to RGB uint8, or raise :class:`ReaderError` saying which file."""
+    """Decode an image file to RGB uint8, or raise :class:`ReaderError` saying which file.
+
+    A JPEG without its end marker is refused: OpenCV would decode the truncated file into a
+    partly grey picture without an error."""
     if not path.is_file():
         raise ReaderError(f"missing image {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = np.fromfile(path, np.uint8)
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
+        raise ReaderError(f"unreadable image {path} (truncated JPEG: no end marker)")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise ReaderError(f"unreadable image {path} (corrupt or not an image)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -190,13 +196,15 @@ def write_split(
             h, w = image.shape[:2]
             item.keypoints, item.visible = clean_keypoints(item.keypoints, item.visible, w, h)
             n_valid = int((item.keypoints[:, 2] > 0).sum())
-            if n_valid < min_keypoints:
+            # a box from keypoints needs two points to have an extent
+            need = max(min_keypoints, 2) if item.center is None else min_keypoints
+            if n_valid < need:
                 writer.skip("too few valid keypoints")
                 examples.setdefault("too few valid keypoints",
-                                    f"{item.image_name}: {n_valid} < {min_keypoints}")
+                                    f"{item.image_name}: {n_valid} < {need}")
                 continue
             if item.center is None:
-                item.center, item.size = valid_box(item.keypoints, box_margin, min_keypoints)
+                item.center, item.size = valid_box(item.keypoints, box_margin)
             writer.add(crop_sample(item, image, crop_res))
             n += 1
         except ReaderError as e:
@@ -220,8 +228,6 @@ def write_split(
 
 def valid_box(kp: np.ndarray, margin: float = 1.2, min_points: int = 2) -> tuple[np.ndarray, float]:
     """Crop box around the annotated keypoints (SPIN: 1.2 x the keypoints' extent)."""
-    from texturepose.data.crops import box_from_keypoints
-
     valid = kp[:, 2] > 0
     if valid.sum() < min_points:
         raise ValueError(f"only {int(valid.sum())} annotated keypoints (need {min_points})")
@@ -237,18 +243,19 @@ def require_file(path: Path, what: str, hint: str) -> Path:
 
 
 def load_mat(path: Path, hint: str) -> dict[str, Any]:
-    """Read a MATLAB file (v5 through scipy, v7.3 through h5py) or raise a clear error."""
+    """Read a MATLAB file (v5 through scipy, v7.3/HDF5 through h5py: arrays as h5py sees them)
+    or raise :class:`ReaderError` naming the file."""
+    import h5py
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     require_file(path, "annotation file", hint)
-    try:
-        return scipy.io.loadmat(str(path), squeeze_me=False)
-    except NotImplementedError:  # v7.3 files are HDF5
-        import h5py
-
+    if h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except (ValueError, OSError, TypeError) as e:
+    try:
+        return scipy.io.loadmat(str(path), squeeze_me=False)
+    except (MatReadError, ValueError, OSError, TypeError, NotImplementedError) as e:
         raise ReaderError(f"{path}: not a readable MATLAB file ({e}); {hint}") from e
 
 
