@@ -62,6 +62,7 @@ def summarise(
     eval_joints: Sequence[str] | None = None,
     root: str | Sequence[str] = "pelvis",
     mask: np.ndarray | None = None,
+    pred_mask: np.ndarray | None = None,
     groups: Mapping[str, Sequence] | None = None,
     pred_vertices: np.ndarray | None = None,
     gt_vertices: np.ndarray | None = None,
@@ -71,16 +72,22 @@ def summarise(
     ``joint_names`` names the N points (default: the keypoint superset); ``eval_joints`` are the
     names scored (default: all); ``root`` a :data:`metrics.ROOTS` key or point names, subtracted
     from prediction and ground truth before MPJPE (PA-MPJPE needs none). ``mask`` ``(B, N)``
-    marks known ground-truth points; samples whose root is unknown or that have no known
+    marks known ground-truth points and ``pred_mask`` ``(N,)`` the points the body model
+    predicts (``BodyModel.keypoint_mask``); samples whose root is unknown or that have no known
     evaluation joint are skipped and counted (``metrics['skipped']``). Vertices, when given for
     both, are aligned by the same roots and give the per-vertex error ``pve``. Headline numbers are
     means over samples of the per-sample means.
     """
-    pred, gt = M._np(pred_joints), M._np(gt_joints)
-    M._check_pair(pred, gt)
+    pred, gt = M.to_numpy(pred_joints), M.to_numpy(gt_joints)
+    M.check_pair(pred, gt)
     if len(joint_names) != pred.shape[1]:
         raise ValueError(f"{len(joint_names)} joint names for {pred.shape[1]} joints")
-    valid = M._check_mask(mask, pred.shape[:2]) > 0
+    valid = M.check_mask(mask, pred.shape[:2]) > 0
+    if pred_mask is not None:
+        pm = M.to_numpy(pred_mask).astype(bool)
+        if pm.shape != (pred.shape[1],):
+            raise ValueError(f"pred_mask must have shape ({pred.shape[1]},), got {pm.shape}")
+        valid &= pm[None]
     pred_a, _ = M.align_root(pred, root, joint_names)
     gt_a, root_ok = M.align_root(gt, root, joint_names, valid)
     cols = _positions(eval_joints or joint_names, joint_names)
@@ -99,7 +106,7 @@ def summarise(
     )
     if pred_vertices is not None and gt_vertices is not None:
         ri = M.root_indices(root, joint_names)
-        pv, gv = M._np(pred_vertices)[idx], M._np(gt_vertices)[idx]
+        pv, gv = M.to_numpy(pred_vertices)[idx], M.to_numpy(gt_vertices)[idx]
         if ri:
             pv = pv - pred[idx][:, ri].mean(1, keepdims=True)
             gv = gv - gt[idx][:, ri].mean(1, keepdims=True)
@@ -127,33 +134,39 @@ def evaluate_protocol(
     protocol: Protocol,
     *,
     joint_names: Sequence[str] = SUPERSET,
+    pred_mask: np.ndarray | None = None,
     pred_vertices: np.ndarray | None = None,
     gt_vertices: np.ndarray | None = None,
 ) -> Summary:
     """Apply a protocol to a whole evaluation set of superset keypoints.
 
     ``gt_keypoints`` is ``(B, K, 3)`` or the HDF5's ``(B, K, 4)`` with a confidence column
-    (0 = unknown). ``identity`` holds the HDF5 identity fields; ``sequence`` (when present)
-    gives per-sequence and per-action tables. ``per_sample['index']`` indexes the whole set.
+    (0 = unknown); ``pred_mask`` as in :func:`summarise`. ``identity`` holds the HDF5 identity
+    fields; ``sequence`` (when present) gives per-sequence and per-action tables.
+    ``per_sample['index']`` indexes the whole set.
     """
-    gt = M._np(gt_keypoints)
+    gt = M.to_numpy(gt_keypoints)
     mask = gt[..., 3] > 0 if gt.shape[-1] == 4 else None
     gt = gt[..., :3]
     sel = select(identity, protocol)
     groups = {}
     if "sequence" in identity:
-        seq = np.asarray([str(s) for s in as_strings(identity["sequence"])], dtype=object)[sel]
+        seq = as_strings(identity["sequence"])[sel]
         groups = {"sequence": seq, "action": np.array([action_name(s) for s in seq], object)}
     verts = {}
     if pred_vertices is not None and gt_vertices is not None:
-        verts = {"pred_vertices": pred_vertices[sel], "gt_vertices": gt_vertices[sel]}
+        verts = {
+            "pred_vertices": M.to_numpy(pred_vertices)[sel],
+            "gt_vertices": M.to_numpy(gt_vertices)[sel],
+        }
     out = summarise(
-        M._np(pred_keypoints)[sel],
+        M.to_numpy(pred_keypoints)[sel],
         gt[sel],
         joint_names,
         eval_joints=protocol.joint_names(),
         root=protocol.root,
         mask=None if mask is None else mask[sel],
+        pred_mask=pred_mask,
         groups=groups,
         **verts,
     )
@@ -184,7 +197,7 @@ def summarise_2d(
     ``vis`` ``(B, K)``. Metrics ``pck@t`` (fraction in [0, 1] of visible evaluation keypoints)
     and ``err_norm`` (mean distance over the normaliser, lower is better, for ranking samples).
     Samples without a normaliser (torso not visible) or visible joints are skipped and counted."""
-    p, g = M._np(pred), M._np(gt)
+    p, g = M.to_numpy(pred), M.to_numpy(gt)
     hits = M.pck_hits(p, g, vis, thresholds, norm, boxes, joint_names)  # (T, B, K)
     cols = _positions(eval_joints or joint_names, joint_names)
     hits = hits[:, :, cols]
