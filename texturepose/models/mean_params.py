@@ -132,3 +132,22 @@ def check_mean_params(
             )
         if not np.isfinite(params[k]).all():
             raise ValueError(f"{source}: '{k}' holds NaN or infinite values")
+
+
+def mean_params_from_mocap(
+    path: str | os.PathLike,
+    joint_names: tuple[str, ...] | None = None,
+    cam: tuple[float, float, float] = DEFAULT_CAM,
+) -> dict[str, np.ndarray]:
+    """Mean parameters from the mocap-poses HDF5 (``data/mocap_io``): its ``rotmats`` and the
+    clips' fitted ``shape``. ``joint_names``, when given (``BodyModel.joint_names``), must equal
+    the file's, so a file of another body model is refused."""
+    from texturepose.data.mocap_io import read_mocap_h5
+
+    mocap = read_mocap_h5(path)
+    if joint_names is not None and tuple(mocap["joint_names"]) != tuple(joint_names):
+        raise ValueError(
+            f"{path}: mocap joints {mocap['joint_names']} are not the body model's "
+            f"{tuple(joint_names)}: rerun the mocap stage for this body model"
+        )
+    return compute_mean_params(mocap["rotmats"], mocap["shape"], cam)

@@ -88,10 +88,13 @@ class Regressor(nn.Module):
     ):
         super().__init__()
         if num_joints < 1 or num_shape < 0:
-            raise ValueError(f"num_joints must be >= 1 and num_shape >= 0, got {num_joints}, "
-                             f"{num_shape}")
-        mp = {k: np.asarray(torch.as_tensor(v).detach().cpu(), dtype=np.float32)
-              for k, v in mean_params.items()}
+            raise ValueError(
+                f"num_joints must be >= 1 and num_shape >= 0, got {num_joints}, {num_shape}"
+            )
+        mp = {
+            k: np.asarray(torch.as_tensor(v).detach().cpu(), dtype=np.float32)
+            for k, v in mean_params.items()
+        }
         check_mean_params(mp, num_joints, num_shape)
         self.config = config
         self.num_joints = num_joints
