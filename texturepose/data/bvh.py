@@ -33,7 +33,13 @@ ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
 
 #: Metres per file unit of the units a BVH may use; ``cmu_asf`` is the CMU ASF length unit
 #: (0.45 in = 1/0.45 inch scaled, as used by cgspeed's plain CMU conversion).
-UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu_asf": 0.0254 / 0.45}
+UNITS: dict[str, float] = {
+    "m": 1.0,
+    "cm": 0.01,
+    "mm": 0.001,
+    "inch": 0.0254,
+    "cmu_asf": 0.0254 / 0.45,
+}
 
 
 class BvhError(ValueError):
@@ -61,6 +67,10 @@ class BvhClip:
         motion: (T, C) channel values, float64.
         scale: metres per file unit (see :data:`UNITS` and :func:`guess_units`).
         units: the name of ``scale``'s unit.
+        position_mode: ``replace`` (a position channel replaces the offset along its axis) or
+            ``add`` (it moves the joint from its offset; Character Creator roots). Files do not
+            say which; the skeleton map does (:mod:`texturepose.data.mocap_skeletons`).
+        is_end_site: (J,) True for End Site pseudo-joints.
     """
 
     path: Path
@@ -73,6 +83,7 @@ class BvhClip:
     motion: np.ndarray
     scale: float = 1.0
     units: str = "m"
+    position_mode: str = "replace"
     is_end_site: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
@@ -98,8 +109,11 @@ class BvhClip:
             raise KeyError(f"{self.path}: no joint {name!r}; joints: {self.names}") from None
 
 
-def read_bvh(path: str | os.PathLike, units: str = "auto") -> BvhClip:
-    """Parse a BVH file. ``units``: a key of :data:`UNITS`, or ``auto`` to guess from body size."""
+def read_bvh(
+    path: str | os.PathLike, units: str = "auto", position_mode: str = "replace"
+) -> BvhClip:
+    """Parse a BVH file. ``units``: a key of :data:`UNITS`, or ``auto`` to guess from body size;
+    ``position_mode``: see :class:`BvhClip`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -108,6 +122,7 @@ def read_bvh(path: str | os.PathLike, units: str = "auto") -> BvhClip:
     lines = text.splitlines()
     clip, motion_line = _parse_hierarchy(path, lines)
     clip.motion = _parse_motion(path, lines, motion_line, clip)
+    clip.position_mode = position_mode
     if units == "auto":
         units = guess_units(clip)
     if units not in UNITS:
@@ -136,7 +151,9 @@ def _parse_hierarchy(path: Path, lines: list[str]) -> tuple[BvhClip, int]:
         lineno = i + 1
         if not started:
             if key != "HIERARCHY":
-                raise BvhError(path, lineno, f"expected 'HIERARCHY' as the first keyword, got {key!r}")
+                raise BvhError(
+                    path, lineno, f"expected 'HIERARCHY' as the first keyword, got {key!r}"
+                )
             started = True
             continue
         if key in ("ROOT", "JOINT") or (key == "End" and len(tok) > 1 and tok[1] == "Site"):
@@ -184,22 +201,32 @@ def _parse_hierarchy(path: Path, lines: list[str]) -> tuple[BvhClip, int]:
             try:
                 n = int(tok[1])
             except (IndexError, ValueError):
-                raise BvhError(path, lineno, "CHANNELS needs a count then the channel names") from None
+                raise BvhError(
+                    path, lineno, "CHANNELS needs a count then the channel names"
+                ) from None
             chans = tuple(tok[2:])
             if len(chans) != n:
                 raise BvhError(path, lineno, f"CHANNELS says {n} channels but lists {len(chans)}")
             bad = [c for c in chans if c not in POSITION_CHANNELS + ROTATION_CHANNELS]
             if bad:
-                raise BvhError(path, lineno, f"unknown channel names {bad}; expected "
-                               f"{POSITION_CHANNELS + ROTATION_CHANNELS}")
+                raise BvhError(
+                    path,
+                    lineno,
+                    f"unknown channel names {bad}; expected "
+                    f"{POSITION_CHANNELS + ROTATION_CHANNELS}",
+                )
             j = stack[-1]
             channels[j] = chans
             starts[j] = n_chan
             n_chan += n
         elif key == "MOTION":
             if stack or pending is not None:
-                raise BvhError(path, lineno, f"MOTION before the hierarchy closed ({len(stack)} "
-                               "joint blocks still open): the file is truncated or malformed")
+                raise BvhError(
+                    path,
+                    lineno,
+                    f"MOTION before the hierarchy closed ({len(stack)} "
+                    "joint blocks still open): the file is truncated or malformed",
+                )
             break
         else:
             raise BvhError(path, lineno, f"unexpected keyword {key!r} in HIERARCHY")
@@ -231,7 +258,7 @@ def _header_value(path: Path, lines: list[str], i: int, label: str) -> str:
     line = lines[i].strip()
     if not line.startswith(label):
         raise BvhError(path, i + 1, f"expected {label!r}, got {line[:60]!r}")
-    return line[len(label):].strip()
+    return line[len(label) :].strip()
 
 
 def _parse_motion(path: Path, lines: list[str], motion_line: int, clip: BvhClip) -> np.ndarray:
@@ -273,8 +300,12 @@ def _parse_motion(path: Path, lines: list[str], motion_line: int, clip: BvhClip)
         vals = line.split()
         if len(vals) != n_chan:
             what = "blank line" if not vals else f"{len(vals)} values"
-            raise BvhError(path, first + k + 1, f"frame {k} has {what}, expected {n_chan} "
-                           f"channel values (line truncated or channel count wrong)")
+            raise BvhError(
+                path,
+                first + k + 1,
+                f"frame {k} has {what}, expected {n_chan} "
+                f"channel values (line truncated or channel count wrong)",
+            )
         try:
             row = np.array(vals, dtype=np.float64)
         except ValueError:
@@ -283,10 +314,18 @@ def _parse_motion(path: Path, lines: list[str], motion_line: int, clip: BvhClip)
         if not np.isfinite(row).all():
             raise BvhError(path, first + k + 1, f"non-finite value (nan/inf) in frame {k}")
     if n_lines < n_frames:
-        raise BvhError(path, first + n_lines, f"header says Frames: {n_frames} but the file "
-                       f"ends after {n_lines} frame lines: the file is truncated")
-    raise BvhError(path, first + n_frames + 1, f"header says Frames: {n_frames} but the file has "
-                   f"{n_lines} frame lines; fix the 'Frames:' header")
+        raise BvhError(
+            path,
+            first + n_lines,
+            f"header says Frames: {n_frames} but the file "
+            f"ends after {n_lines} frame lines: the file is truncated",
+        )
+    raise BvhError(
+        path,
+        first + n_frames + 1,
+        f"header says Frames: {n_frames} but the file has "
+        f"{n_lines} frame lines; fix the 'Frames:' header",
+    )
 
 
 def _is_float(v: str) -> bool:
@@ -297,7 +336,9 @@ def _is_float(v: str) -> bool:
     return True
 
 
-def local_transforms(clip: BvhClip, frames: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def local_transforms(
+    clip: BvhClip, frames: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame local rotations ``(T, J, 3, 3)`` and translations ``(T, J, 3)`` (file units)."""
     motion = clip.motion if frames is None else clip.motion[np.asarray(frames)]
     t, j = motion.shape[0], clip.num_joints
@@ -305,13 +346,17 @@ def local_transforms(clip: BvhClip, frames: np.ndarray | None = None) -> tuple[n
     trans = np.broadcast_to(clip.offsets, (t, j, 3)).copy()
     # Group joints by rotation order, so that each order is one vectorised scipy call.
     groups: dict[str, tuple[list[int], list[list[int]]]] = {}
+    if clip.position_mode not in ("replace", "add"):
+        raise ValueError(f"position_mode must be 'replace' or 'add', got {clip.position_mode!r}")
+    add = clip.position_mode == "add"
     for k, chans in enumerate(clip.channels):
         s = int(clip.channel_start[k])
         order = "".join(c[0] for c in chans if c in ROTATION_CHANNELS)
         cols = [s + n for n, c in enumerate(chans) if c in ROTATION_CHANNELS]
         for n, c in enumerate(chans):
             if c in POSITION_CHANNELS:
-                trans[:, k, POSITION_CHANNELS.index(c)] = motion[:, s + n]
+                axis = POSITION_CHANNELS.index(c)
+                trans[:, k, axis] = motion[:, s + n] + (clip.offsets[k, axis] if add else 0.0)
         if order:
             groups.setdefault(order, ([], []))
             groups[order][0].append(k)
