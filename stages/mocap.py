@@ -11,6 +11,7 @@ import glob
 import json
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stages.common import REPO, load_params, seed_everything, setup_logging
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
+
+from stages.common import REPO, load_params, seed_everything, setup_logging  # noqa: E402
 
 log = logging.getLogger("stages.mocap")
 

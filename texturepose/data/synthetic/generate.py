@@ -244,35 +244,16 @@ def synthesize(out_dir: str | Path, config: SynthConfig, body: BodyModel,
     return counts
 
 
-#: Field names accepted for the mocap poses file (the mocap stage's layout first).
-_MOCAP_FIELDS = {
-    "rotmats": ("rotmats", "poses", "pose"),
-    "clip": ("clip", "clips", "clip_name"),
-    "frame": ("frame", "frames", "frame_index"),
-}
-
-
 def load_pose_clips(path: str | Path) -> PoseClips:
-    """Read the mocap stage's poses file (``rotmats (N, J, 3, 3)``, ``clip``, ``frame``)."""
-    import h5py
+    """Poses of the mocap stage's file (see :func:`texturepose.data.mocap_io.read_mocap_h5`)."""
+    from texturepose.data.mocap_io import read_mocap_h5
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no mocap poses file; run the mocap stage first "
                                 "(dvc repro mocap)")
-    with h5py.File(path, "r") as f:
-        found = {}
-        for key, names in _MOCAP_FIELDS.items():
-            name = next((n for n in names if n in f), None)
-            if name is None:
-                raise ValueError(f"{path}: no {key} dataset (looked for {names}; the file has "
-                                 f"{sorted(f.keys())}); rerun the mocap stage")
-            found[key] = f[name][()]
-        lic = f.attrs.get("licence", f.attrs.get("license", ""))
-        if not lic and "licence" in f:
-            lic = "; ".join(sorted({x.decode() if isinstance(x, bytes) else str(x)
-                                    for x in f["licence"][()]}))
-    clip = np.array([c.decode() if isinstance(c, bytes) else str(c) for c in found["clip"]])
-    lic = lic.decode() if isinstance(lic, bytes) else str(lic)
-    return PoseClips(np.asarray(found["rotmats"], np.float32), clip,
-                     np.asarray(found["frame"], np.int64), licence=lic)
+    m = read_mocap_h5(path)
+    clip = np.array([str(c) for c in m["clip_name"]])
+    licences = sorted({str(x) for x in m["clips"]["licence"]})
+    return PoseClips(np.asarray(m["rotmats"], np.float32), clip,
+                     np.asarray(m["frame"], np.int64), licence="; ".join(licences))
