@@ -1,0 +1,357 @@
+"""Training: the loss falls, resume is exact, bad params are refused clearly, the stage runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from texturepose.body.anny_model import ANNY_BONES
+from texturepose.data.hdf5 import Hdf5Writer
+from texturepose.data.keypoints import NUM_KEYPOINTS
+from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
+from texturepose.geometry.rotations import axis_angle_to_matrix
+from texturepose.training.checkpoint import load_checkpoint, load_model
+from texturepose.training.config import ConfigError, TrainConfig, config_changes
+from texturepose.training.data import build_data, dataset_paths, load_mocap_poses
+from texturepose.training.factory import build_models, build_trainer
+from texturepose.training.fit import fit, resume
+
+J, S = 24, 6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these tiny batches gain nothing from more, and on a shared,
+    oversubscribed machine OpenMP's waiting threads slow every small op down many times."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def write_tiny_dataset(root: Path, frames: int = 4, cameras: int = 2, res: int = 64,
+                       seed: int = 0) -> tuple[Path, Path, Path]:
+    """A tiny multi-camera set in the HDF5 schema (blocky random crops, keypoints, 3D joints,
+    body parameters), its pairs table and a mocap file of random plausible poses."""
+    rng = np.random.default_rng(seed)
+    h5 = root / "data" / "processed" / "tiny_train.h5"
+    index = {}
+    with Hdf5Writer(h5, dataset="tiny", split="train", crop_res=res, source="test",
+                    licence="none", body_model="anny") as w:
+        for f in range(frames):
+            for c in range(cameras):
+                img = np.kron((rng.random((res // 8, res // 8, 3)) * 255).astype(np.uint8),
+                              np.ones((8, 8, 1), np.uint8))
+                center, size = rng.uniform(200, 300, 2).astype(np.float32), 200.0
+                kp = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+                kp[:, :2] = center + rng.uniform(-0.35, 0.35, (NUM_KEYPOINTS, 2)) * size
+                kp[:, 2] = rng.random(NUM_KEYPOINTS) > 0.2
+                k3 = np.ones((NUM_KEYPOINTS, 4), np.float32)
+                k3[:, :3] = rng.normal(0, 0.3, (NUM_KEYPOINTS, 3))
+                pose = axis_angle_to_matrix(torch.from_numpy(rng.normal(0, 0.2, (J, 3))))
+                index[(f, c)] = len(index)
+                w.add(dict(image=img, crop_center=center, crop_size=size, keypoints_2d=kp,
+                           visible=kp[:, 2].astype(np.uint8), image_name=f"f{f}c{c}",
+                           subject="S1", sequence="walk", camera=f"c{c}", frame=f, person=0,
+                           keypoints_3d=k3, body_pose=pose.numpy().astype(np.float32),
+                           body_shape=rng.uniform(0.3, 0.7, S).astype(np.float32)))
+    rows = [(index[f, c], index[f, d], "multiview") for f in range(frames)
+            for c in range(cameras) for d in range(cameras) if c != d]
+    rows += [(index[f, c], index[f + 1, c], "temporal") for f in range(frames - 1)
+             for c in range(cameras)]
+    pairs = root / "data" / "pairs" / "tiny_train.parquet"
+    pairs.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["i", "j", "kind"]).to_parquet(pairs)
+    mocap = root / "data" / "mocap" / "anny_poses.h5"
+    n = 64
+    clip = MocapClipPoses(
+        name="random", source="test", licence="none", skeleton="none", path="-", fps=30.0,
+        sample_fps=30.0, frames=np.arange(n),
+        rotmats=axis_angle_to_matrix(torch.from_numpy(rng.normal(0, 0.3, (n, J, 3)))).numpy(),
+        shape=np.full(S, 0.5, np.float32), translation=np.zeros((n, 3), np.float32),
+        fit_error_mm=np.zeros((n, NUM_KEYPOINTS), np.float32))
+    write_mocap_h5(mocap, [clip], body_model="anny", joint_names=ANNY_BONES)
+    return h5, pairs, mocap
+
+
+def tiny_params(**overrides) -> dict:
+    params = {
+        "seed": 0,
+        "model": {"backbone": "resnet18", "res": 64, "hidden": 64, "dropout": 0.0},
+        "loss": {"keypoints_2d": 5.0, "adversarial": 0.1, "texture": 1.0, "multiview_pose": 1.0,
+                 "shape_consistency": 0.1, "keypoints_3d": 1.0, "body_pose": 0.5,
+                 "body_shape": 0.1, "texture_res": 32},
+        "train": {"steps": 4, "batch_size": 2, "lr": 1e-3, "log_every": 1,
+                  "checkpoint_every": 2, "num_workers": 0},
+        "data": {"mix": {"tiny": 1.0, "absent": 0.0}, "pairs_per_batch": 1},
+    }
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        params[section][name] = value
+    return params
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    h5, pairs, mocap = write_tiny_dataset(root)
+    return root, h5, pairs, mocap
+
+
+def _setup(params, body, tiny, seed=0):
+    root, h5, pairs, mocap = tiny
+    cfg = TrainConfig.from_params(params)
+    torch.manual_seed(seed)
+    rot, shape = load_mocap_poses(mocap, body)
+    models = build_models(cfg, body, rot, shape, atlas_cache=root / "atlas32.npz")
+    data = build_data(cfg, body, {"tiny": (h5, pairs)})
+    return cfg, build_trainer(cfg, body, models), data
+
+
+def test_a_few_steps_reduce_the_loss(anny_body, tiny):
+    params = tiny_params(**{"train.steps": 6, "data.augment": {"enabled": False}})
+    cfg, trainer, data = _setup(params, anny_body, tiny)
+    from texturepose.training.loop import compute_losses
+
+    batch = torch.utils.data.default_collate([data.dataset[r] for r in data.sampler.batch(0)])
+
+    def losses():
+        with torch.no_grad():
+            out = trainer.regressor(batch["image"])
+            total, terms, _ = compute_losses(cfg.loss, anny_body, out, batch, 64,
+                                             trainer.disc, trainer.atlas)
+        return float(total), {k: float(v) for k, v in terms.items()}
+
+    before, terms0 = losses()
+    assert set(terms0) >= {"keypoints_2d", "adversarial", "texture", "multiview_pose",
+                           "shape_consistency", "keypoints_3d", "body_pose", "body_shape"}
+    assert all(np.isfinite(v) for v in terms0.values())
+    result = fit(trainer, data, progress=False)
+    after, terms1 = losses()
+    assert result.finished and result.step == 6
+    assert after < 0.7 * before, (before, after)
+    assert terms1["keypoints_2d"] < terms0["keypoints_2d"]
+
+
+def _state(trainer):
+    out = {f"r.{k}": v.clone() for k, v in trainer.regressor.state_dict().items()}
+    out.update({f"d.{k}": v.clone() for k, v in trainer.disc.state_dict().items()})
+    for i, st in trainer.optimizer.state_dict()["state"].items():
+        out.update({f"o.{i}.{k}": torch.as_tensor(v).clone() for k, v in st.items()})
+    return out
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(anny_body, tiny, tmp_path):
+    params = tiny_params(**{"model.dropout": 0.3})  # dropout draws from the global torch RNG
+    _, straight, data = _setup(params, anny_body, tiny)
+    fit(straight, data, progress=False)
+    expected = _state(straight)
+
+    ckpt = tmp_path / "last.pt"
+    _, first, data = _setup(params, anny_body, tiny)
+    res = fit(first, data, checkpoint_path=ckpt, stop_at=2, progress=False)
+    assert res.step == 2 and not res.finished
+    torch.manual_seed(1234)  # a fresh process: unrelated RNG state until the checkpoint loads
+    np.random.seed(99)
+    _, second, data = _setup(params, anny_body, tiny, seed=77)  # different initial weights too
+    resume(second, data, load_checkpoint(ckpt))
+    fit(second, data, checkpoint_path=ckpt, progress=False)
+    got = _state(second)
+    assert got.keys() == expected.keys()
+    differ = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not differ, differ[:5]
+    assert load_checkpoint(ckpt)["step"] == 4
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"loss.texture": -1.0}, r"loss\.texture = -1\.0 must be >= 0"),
+        ({"loss.textrue": 1.0}, r"unknown keys \['textrue'\]"),
+        ({"model.backbone": "resnet7"}, r"model\.backbone = 'resnet7'"),
+        ({"model.res": 100}, r"model\.res = 100 must be a multiple of 32"),
+        ({"train.steps": 0}, r"train\.steps = 0 must be >= 1"),
+        ({"train.batch_size": 2.5}, r"train\.batch_size = 2\.5 must be an integer"),
+        ({"train.device": "tpu"}, r"train\.device = 'tpu'"),
+        ({"train.lr_schedule": "step"}, r"train\.lr_schedule"),
+        ({"data.mix": {"tiny": 0.0}}, r"data\.mix .* no dataset a positive ratio"),
+        ({"data.mix": {"tiny": "lots"}}, r"data\.mix\.tiny = 'lots' must be a number"),
+        ({"data.pair_kinds": ["sideways"]}, r"data\.pair_kinds"),
+        ({"data.augment": {"rotation": 400}}, r"data\.augment\.rotation = 400"),
+        ({"loss.texture_kind": "l3"}, r"loss\.texture_kind = 'l3'"),
+    ],
+)
+def test_bad_params_give_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_params(tiny_params(**override))
+
+
+def test_all_weights_zero_and_bad_sections_are_refused():
+    zero = {k: 0.0 for k in ("keypoints_2d", "adversarial", "texture", "multiview_pose",
+                             "shape_consistency", "keypoints_3d", "body_pose", "body_shape")}
+    with pytest.raises(ConfigError, match="every loss weight is 0"):
+        TrainConfig.from_params({"loss": zero})
+    with pytest.raises(ConfigError, match="section 'train' must be a mapping"):
+        TrainConfig.from_params({"train": 5})
+
+
+def test_missing_inputs_name_the_stage_to_run(anny_body, tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="mocap stage"):
+        load_mocap_poses(tmp_path / "none.h5", anny_body)
+    cfg = TrainConfig.from_params(tiny_params())
+    with pytest.raises(Exception, match="run the stage that writes it"):
+        build_data(cfg, anny_body, {"tiny": (tmp_path / "none.h5", None)})
+
+
+def test_train_stage_end_to_end_with_resume(anny_body, tiny, tmp_path, monkeypatch):
+    """The stage script: stop at step 1 (a time-boxed run), rerun: it resumes and finishes,
+    writes the model, the metrics and an MLflow run (offline SQLite store)."""
+    import sys
+
+    src_root, *_ = tiny
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    for sub in ("processed", "pairs", "mocap"):
+        (root / "data" / sub).symlink_to(src_root / "data" / sub)
+    params = tiny_params(**{"train.overlay_every": 2, "train.num_workers": 1,
+                            "train.steps": 3, "train.batch_size": 1, "loss.adversarial": 0.0})
+    params["tracking"] = {"enabled": True, "uri": None, "experiment": "test"}
+    params["body"] = {"model": "anny"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from stages import train as stage
+
+    args = ["--params", str(root / "params.yaml"), "--root", str(root)]
+    assert stage.main(args + ["--stop-at", "1"]) == 0
+    assert load_checkpoint(root / "checkpoints" / "last.pt")["step"] == 1
+    assert not (root / "checkpoints" / "final.pt").exists()
+    assert stage.main(args) == 0
+    metrics = json.loads((root / "reports" / "train_metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["mlflow_run_id"]
+    assert np.isfinite(metrics["final_losses"]["total"])
+    reg, info = load_model(root / "checkpoints" / "final.pt")
+    assert info["step"] == 3 and reg.num_joints == J
+    assert (root / "mlflow.db").exists()
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    run = mlflow.get_run(metrics["mlflow_run_id"])
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train/keypoints_2d")
+    assert sorted(m.step for m in history) == [1, 2, 3]  # one run across the resume
+    assert run.data.params["model.res"] == "64"
+    client = mlflow.MlflowClient()
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [
+        "checkpoints/final.pt"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "overlays")] == [
+        "overlays/step_0000002.png"]
+    # An ablation of the finished run does not resume the baseline's checkpoint.
+    params["loss"]["texture"] = 0.0
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert stage.main(args + ["--stop-at", "1"]) == 0
+    state = load_checkpoint(root / "checkpoints" / "last.pt")
+    assert state["step"] == 1 and state["mlflow_run_id"] != metrics["mlflow_run_id"]
+
+
+def test_config_changes_separate_resumable_from_other_experiments():
+    base = TrainConfig.from_params(tiny_params())
+    longer = TrainConfig.from_params(tiny_params(**{"train.steps": 40, "train.log_every": 5}))
+    assert config_changes(base.to_dict(), longer) == []
+    other = TrainConfig.from_params(tiny_params(**{"loss.texture": 0.0, "data.pair_kinds":
+                                                   ["temporal"]}))
+    assert config_changes(base.to_dict(), other) == [
+        "data.pair_kinds: ['multiview', 'temporal'] -> ['temporal']", "loss.texture: 1.0 -> 0.0"]
+
+
+def test_corrupt_checkpoint_is_refused_clearly(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint, cut short")
+    with pytest.raises(ValueError, match="truncated .* train.resume: false"):
+        load_checkpoint(bad)
+
+
+@pytest.mark.slow
+def test_killed_stage_resumes_to_the_same_model(tiny, tmp_path):
+    """SIGKILL the stage script mid-run (possibly mid-checkpoint), rerun it: the final model is
+    bit-identical to that of a run that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src_root, *_ = tiny
+    repo = Path(__file__).resolve().parents[1]
+    params = tiny_params(**{"train.steps": 12, "train.checkpoint_every": 1})
+    params["tracking"] = {"enabled": False}
+    params["body"] = {"model": "anny"}
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def project(name):
+        root = tmp_path / name
+        (root / "data").mkdir(parents=True)
+        for sub in ("processed", "pairs", "mocap"):
+            (root / "data" / sub).symlink_to(src_root / "data" / sub)
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        return root, [sys.executable, str(repo / "stages" / "train.py"), "--params",
+                      str(root / "params.yaml"), "--root", str(root)]
+
+    straight, cmd = project("straight")
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    killed, cmd = project("killed")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and load_checkpoint(last)["step"] >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "checkpoints" / "final.pt").exists(), "the run ended before the kill"
+    assert 3 <= load_checkpoint(last)["step"] < 12
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    a = load_checkpoint(straight / "checkpoints" / "final.pt")["regressor"]
+    b = load_checkpoint(killed / "checkpoints" / "final.pt")["regressor"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mixed_precision_path_runs_the_backbone_in_low_precision(anny_body, tiny):
+    """The AMP code path (used on CUDA), exercised with CPU autocast in bfloat16: the backbone
+    computes in bfloat16, the rest in float32, the step is finite, the weights' names are kept."""
+    cfg, trainer, data = _setup(tiny_params(), anny_body, tiny)
+    keys = list(trainer.regressor.state_dict())
+    trainer.enable_amp(torch.bfloat16)
+    seen = []
+    hook = trainer.regressor.backbone.conv1.register_forward_hook(
+        lambda m, i, o: seen.append(o.dtype))
+    batch = torch.utils.data.default_collate([data.dataset[r] for r in data.sampler.batch(0)])
+    out = trainer.train_step(batch)
+    hook.remove()
+    assert seen == [torch.bfloat16]
+    assert np.isfinite(out.losses["total"]) and out.vertices.dtype == torch.float32
+    assert list(trainer.regressor.state_dict()) == keys
+
+
+def test_dataset_paths_follow_the_pipeline_layout(tmp_path):
+    (tmp_path / "data/processed/real").mkdir(parents=True)
+    (tmp_path / "data/processed/synthetic_train.h5").touch()
+    (tmp_path / "data/processed/real/lsp_train.h5").touch()
+    cfg = TrainConfig.from_params({"data": {"mix": {"synthetic": 0.7, "lsp": 0.3, "coco": 0.0}}})
+    paths = dataset_paths(cfg, tmp_path)
+    assert paths == {
+        "synthetic": (tmp_path / "data/processed/synthetic_train.h5",
+                      tmp_path / "data/pairs/synthetic_train.parquet"),
+        "lsp": (tmp_path / "data/processed/real/lsp_train.h5",
+                tmp_path / "data/pairs/lsp_train.parquet"),
+    }
+    cfg = TrainConfig.from_params({"data": {"mix": {"mpii": 1.0}}})
+    with pytest.raises(FileNotFoundError, match=r"data\.mix\.mpii = 1\.0 .* preprocess_datasets"):
+        dataset_paths(cfg, tmp_path)

@@ -1,0 +1,74 @@
+"""Build the models a training run needs from its config, the body model and the mocap poses."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from texturepose.body.base import BodyModel
+from texturepose.models.discriminator import Discriminator
+from texturepose.models.mean_params import compute_mean_params
+from texturepose.models.regressor import Regressor
+from texturepose.render.texture import UVAtlas
+from texturepose.training.config import TrainConfig
+from texturepose.training.distributed import DistInfo
+from texturepose.training.loop import RealPoses, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Models:
+    regressor: Regressor
+    discriminator: Discriminator | None
+    real_poses: RealPoses | None
+    atlas: UVAtlas | None
+    mean_params: dict[str, np.ndarray]
+
+
+def build_models(
+    cfg: TrainConfig,
+    body: BodyModel,
+    mocap_rotmats: np.ndarray,
+    mocap_shape: np.ndarray,
+    atlas_cache: str | os.PathLike | None = None,
+) -> Models:
+    """Regressor (IEF from the mocap mean pose), discriminator and real poses when the
+    adversarial loss is on, and the UV atlas when the texture loss is on (cached as .npz at
+    ``atlas_cache`` when given). Seed the RNGs first: initialisation draws random numbers."""
+    mean_params = compute_mean_params(mocap_rotmats, mocap_shape)
+    regressor = Regressor(cfg.model.regressor(), body.num_joints, body.num_shape, mean_params)
+    disc = real = None
+    if cfg.loss.adversarial > 0:
+        disc = Discriminator(body.num_joints, body.num_shape)
+        real = RealPoses(mocap_rotmats, mocap_shape, seed=cfg.seed)
+    atlas = None
+    if cfg.loss.texture > 0:
+        if body.uv is None or body.face_uv is None:
+            raise ValueError(f"loss.texture > 0 but body model {body.name!r} has no UV map: set "
+                             "body.uv_path (SMPL) or loss.texture to 0")
+        atlas = _atlas(body, cfg.loss.texture_res, atlas_cache)
+    return Models(regressor, disc, real, atlas, mean_params)
+
+
+def _atlas(body: BodyModel, res: int, cache: str | os.PathLike | None) -> UVAtlas:
+    num_faces = int(body.faces.shape[0])
+    if cache is not None and Path(cache).is_file():
+        try:
+            return UVAtlas.load(cache, num_faces=num_faces)
+        except ValueError as e:
+            log.warning("rebuilding the UV atlas: %s", e)
+    atlas = UVAtlas.build(body.uv, body.face_uv, body.faces, res)
+    if cache is not None:
+        atlas.save(cache)
+    return atlas
+
+
+def build_trainer(cfg: TrainConfig, body: BodyModel, models: Models,
+                  dist_info: DistInfo | None = None) -> Trainer:
+    return Trainer(cfg, body, models.regressor, models.discriminator, models.real_poses,
+                   models.atlas, dist_info)

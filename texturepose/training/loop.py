@@ -1,0 +1,368 @@
+"""One training step of TexturePose: regressor -> body model -> every loss term -> updates.
+
+The step (for a batch of ``B`` single images followed by ``P`` pairs, first images then second):
+
+1. the regressor predicts, for every image, IEF iterations of 6D pose, shape and a
+   weak-perspective camera;
+2. the body model poses the mesh of the last iteration; its keypoints are projected with the
+   weak-perspective camera into normalised crop coordinates;
+3. losses, each weighted from params (a zero weight skips the term): 2D keypoints
+   (confidence-weighted), adversarial (the discriminator scores every IEF iteration), texture
+   consistency between the two images of each pair (camera converted to SPIN's perspective
+   camera, meshes rasterised, texture maps sampled with visibility), multi-view pose
+   consistency (multiview pairs), shape consistency (every pair), and 3D keypoints / body
+   parameters where the samples have them;
+4. the regressor is updated, then the discriminator on mocap poses (real) against the
+   predictions of every iteration (fake), in the same step.
+
+Mixed precision (CUDA only) covers the backbone; the IEF head, body model, rasteriser and
+losses run in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from texturepose.body.base import BodyModel
+from texturepose.data.sampling import PAIR_KINDS
+from texturepose.geometry.cameras import intrinsics, weak_to_perspective_translation
+from texturepose.losses.adversarial import discriminator_loss, generator_loss
+from texturepose.losses.keypoints import keypoint_2d_loss, weak_perspective_project
+from texturepose.losses.multiview import multiview_pose_loss, shape_consistency_loss
+from texturepose.losses.supervised import body_params_loss, keypoint_3d_loss
+from texturepose.losses.texture import texture_consistency_loss
+from texturepose.models.discriminator import Discriminator
+from texturepose.render.rasterize import rasterize
+from texturepose.render.texture import UVAtlas, sample_texture
+from texturepose.training.config import LossConfig, TrainConfig
+from texturepose.training.distributed import DistInfo, all_reduce_mean_grads
+
+log = logging.getLogger(__name__)
+
+MULTIVIEW = PAIR_KINDS.index("multiview")
+
+
+class RealPoses:
+    """Mocap poses for the discriminator; each step's draw is a function of (seed, step)."""
+
+    def __init__(self, rotmats: torch.Tensor | np.ndarray, shape: torch.Tensor | np.ndarray,
+                 seed: int = 0) -> None:
+        self.rotmats = torch.as_tensor(np.asarray(rotmats), dtype=torch.float32)
+        self.shape = torch.as_tensor(np.asarray(shape), dtype=torch.float32)
+        if self.rotmats.dim() != 4 or self.rotmats.shape[-2:] != (3, 3) or len(self.rotmats) < 1:
+            raise ValueError(f"real poses must be (N>=1, J, 3, 3), got {tuple(self.rotmats.shape)}")
+        if self.shape.shape[0] != self.rotmats.shape[0]:
+            raise ValueError(f"real shapes {tuple(self.shape.shape)} do not match "
+                             f"{len(self.rotmats)} poses")
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.rotmats)
+
+    def sample(self, step: int, n: int, rank: int = 0,
+               world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rank ``rank``'s slice of ``n`` of the step's ``n * world_size`` real poses."""
+        idx = np.random.default_rng([self.seed, step, 3]).integers(0, len(self), n * world_size)
+        i = torch.from_numpy(idx[rank * n : (rank + 1) * n])
+        return self.rotmats[i], self.shape[i]
+
+
+@dataclass
+class StepOutput:
+    """What a step computed, for logging and overlays (all detached)."""
+
+    losses: dict[str, float]
+    vertices: torch.Tensor | None = None  # (N, V, 3) camera-oriented, body at the origin
+    cam: torch.Tensor | None = None  # (N, 3)
+
+
+def split_batch(batch: Mapping[str, Any]) -> tuple[int, int]:
+    """``(B, P)``: singles come first, then the P first and the P second images of pairs."""
+    kinds = torch.as_tensor(batch["pair_kind"])
+    n_pair_images = int((kinds >= 0).sum())
+    if n_pair_images % 2 or (n_pair_images and not (kinds[len(kinds) - n_pair_images:] >= 0).all()):
+        raise ValueError("pair images must come last, first images then second images")
+    p = n_pair_images // 2
+    return len(kinds) - 2 * p, p
+
+
+def perspective_vertices(vertices: torch.Tensor, cam: torch.Tensor, res: int,
+                         focal_224: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Camera-frame vertices and intrinsics of SPIN's perspective camera at ``res`` pixels."""
+    focal = focal_224 * res / 224.0
+    t = weak_to_perspective_translation(cam, focal, res)
+    k = intrinsics(focal, res, dtype=vertices.dtype, device=vertices.device)
+    return vertices + t[:, None, :], k, focal
+
+
+def compute_losses(
+    cfg: LossConfig,
+    body: BodyModel,
+    out: Mapping[str, Any],
+    batch: Mapping[str, Any],
+    res: int,
+    disc: Discriminator | None = None,
+    atlas: UVAtlas | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """Weighted total loss, the unweighted terms, and the predicted vertices.
+
+    ``out`` is the regressor's output (float32), ``batch`` the collated samples on the device.
+    """
+    w = cfg.weights()
+    rotmats, shape, cam = out["rotmats"], out["shape"], out["cam"]
+    b, p = split_batch(batch)
+    mask = body.keypoint_mask
+    body_out = body(rotmats, shape)
+    kp3 = body_out.keypoints
+    terms: dict[str, torch.Tensor] = {}
+    if w["keypoints_2d"] > 0:
+        terms["keypoints_2d"] = keypoint_2d_loss(
+            weak_perspective_project(kp3, cam), batch["keypoints_2d"], mask
+        )
+    if w["keypoints_3d"] > 0:
+        terms["keypoints_3d"] = keypoint_3d_loss(kp3, batch["keypoints_3d"], batch["has_3d"], mask)
+    if w["body_pose"] > 0 or w["body_shape"] > 0:
+        terms["body_pose"], terms["body_shape"] = body_params_loss(
+            rotmats, shape, batch["body_pose"], batch["body_shape"], batch["has_body"]
+        )
+    if w["adversarial"] > 0:
+        if disc is None:
+            raise ValueError("loss.adversarial > 0 needs a discriminator")
+        disc.requires_grad_(False)  # the regressor's loss; the discriminator steps on its own
+        try:
+            terms["adversarial"] = generator_loss(disc, out["rotmats_iters"], out["shape_iters"])
+        finally:
+            disc.requires_grad_(True)
+    if p > 0:
+        a, c = slice(b, b + p), slice(b + p, b + 2 * p)
+        if w["texture"] > 0:
+            if atlas is None:
+                raise ValueError("loss.texture > 0 needs the body model's UV atlas")
+            verts, k, _ = perspective_vertices(body_out.vertices[b:], cam[b:], res, cfg.focal)
+            faces = body.faces
+            frags = rasterize(verts.detach(), faces, k, (res, res))
+            tex, vis = sample_texture(batch["image"][b:], verts, faces, k, atlas, frags,
+                                      depth_tol=cfg.depth_tol)
+            terms["texture"] = texture_consistency_loss(tex[:p], vis[:p], tex[p:], vis[p:],
+                                                        kind=cfg.texture_kind)
+            terms["texture_visible"] = (vis[:p] * vis[p:]).flatten(1).sum(1).mean().detach()
+        if w["multiview_pose"] > 0:
+            mv = (torch.as_tensor(batch["pair_kind"])[a] == MULTIVIEW).to(rotmats)
+            terms["multiview_pose"] = multiview_pose_loss(rotmats[a], rotmats[c], mv)
+        if w["shape_consistency"] > 0:
+            terms["shape_consistency"] = shape_consistency_loss(shape[a], shape[c])
+    total = sum((w[k] * v for k, v in terms.items() if k in w), start=rotmats.new_zeros(()))
+    # Keep every prediction head in the graph whatever the weights (e.g. no term uses the
+    # camera when only the adversarial and body-parameter losses are on): DDP needs a gradient,
+    # even zero, for every parameter in every step.
+    total = total + 0.0 * (cam.sum() + shape.sum() + out["rot6d"].sum())
+    return total, terms, body_out.vertices
+
+
+class Trainer:
+    """Holds the models, optimisers and schedulers; :meth:`train_step` runs one step.
+
+    Args:
+        cfg: the training config.
+        body: the body model (moved to the device).
+        regressor: the regressor (wrapped in DDP when distributed).
+        discriminator: needed when ``loss.adversarial > 0``.
+        real_poses: mocap poses for the discriminator.
+        atlas: the body model's UV atlas, needed when ``loss.texture > 0``.
+        dist_info: process/device set-up from :func:`init_distributed`.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        body: BodyModel,
+        regressor: nn.Module,
+        discriminator: Discriminator | None = None,
+        real_poses: RealPoses | None = None,
+        atlas: UVAtlas | None = None,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dist = dist_info or DistInfo()
+        dev = self.dist.device
+        self.device = dev
+        self.body = body.to(dev)
+        if cfg.loss.adversarial > 0 and (discriminator is None or real_poses is None):
+            raise ValueError("loss.adversarial > 0 needs a discriminator and mocap poses "
+                             "(data.mocap); set loss.adversarial to 0 to train without them")
+        if cfg.loss.texture > 0 and atlas is None:
+            raise ValueError("loss.texture > 0 needs the body model's UV atlas")
+        self.atlas = atlas.to(dev) if atlas is not None else None
+        if self.dist.distributed and dev.type == "cuda" and cfg.train.sync_bn:
+            regressor = nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
+        self.regressor = regressor.to(dev)
+        self.model: nn.Module = self.regressor
+        if self.dist.distributed:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.regressor, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+        self.disc = discriminator.to(dev) if discriminator is not None else None
+        self.real_poses = real_poses
+        t = cfg.train
+        # The fused Adam kernel (CPU and CUDA) is many times faster than the per-tensor loop.
+        self.optimizer = torch.optim.Adam(self.regressor.parameters(), lr=t.lr,
+                                          weight_decay=t.weight_decay, fused=True)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.d_optimizer = None
+        self.d_scheduler = None
+        if self.disc is not None:
+            self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=t.disc_lr,
+                                                weight_decay=t.disc_weight_decay, fused=True)
+            self.d_scheduler = torch.optim.lr_scheduler.LambdaLR(self.d_optimizer,
+                                                                 self._lr_factor)
+        self.amp = False
+        self.scaler = torch.amp.GradScaler("cuda", enabled=False)
+        if t.amp and dev.type == "cuda":
+            self.enable_amp(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        self.step = 0
+
+    def enable_amp(self, dtype: torch.dtype) -> None:
+        """Mixed precision for the backbone (the bulk of the compute): its features are computed
+        under autocast and returned in float32, so the IEF head, body model, rasteriser and
+        losses stay in float32 (6D rotations and the Gram-Schmidt step need the precision).
+        float16 adds a gradient scaler; bfloat16 needs none. Called for CUDA with train.amp."""
+        backbone = self.regressor.backbone
+        plain = backbone.features
+        device_type = self.device.type
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type, dtype=dtype):
+                return plain(x).float()
+
+        backbone.features = features  # an instance attribute: the state dict is unchanged
+        self.amp, self.amp_dtype = True, dtype
+        self.scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
+
+    def _lr_factor(self, step: int) -> float:
+        t = self.cfg.train
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        if t.lr_schedule == "cosine":
+            span = max(1, t.steps - t.warmup_steps)
+            progress = min(1.0, (step - t.warmup_steps) / span)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        nb = self.device.type == "cuda"
+        return {k: (v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v)
+                for k, v in batch.items()}
+
+    def train_step(self, batch: Mapping[str, Any]) -> StepOutput:
+        """One optimisation step of the regressor and the discriminator; advances ``step``."""
+        batch = self.to_device(batch)
+        logs, out, vertices = self.generator_backward(batch)
+        logs.update(self.generator_step())
+        if self.disc is not None and self.cfg.loss.adversarial > 0:
+            logs.update(self.discriminator_backward(out, len(batch["image"])))
+            self.discriminator_step()
+        logs["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.step += 1
+        return StepOutput(logs, vertices.detach(), out["cam"].detach())
+
+    def generator_backward(self, batch: Mapping[str, Any]) -> tuple[dict, dict, torch.Tensor]:
+        """Forward pass and the regressor's gradients (averaged over processes by DDP)."""
+        self.model.train()
+        cfg = self.cfg
+        if cfg.train.freeze_bn:  # running statistics only (small per-process batches)
+            for m in self.regressor.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        out = _to_float(self.model(batch["image"]))
+        total, terms, vertices = compute_losses(cfg.loss, self.body, out, batch, cfg.model.res,
+                                                self.disc, self.atlas)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        logs = {k: float(v.detach()) for k, v in terms.items()}
+        logs["total"] = float(total.detach())
+        return logs, out, vertices
+
+    def generator_step(self) -> dict[str, float]:
+        logs = {}
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(self.regressor.parameters(),
+                                                  self.cfg.train.grad_clip)
+            logs["grad_norm"] = float(norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return logs
+
+    def discriminator_backward(self, out: Mapping[str, Any], num_images: int) -> dict[str, float]:
+        """The discriminator's gradients: this process's slice of the step's real mocap poses
+        against its predictions of every IEF iteration, averaged over processes."""
+        real_r, real_s = self.real_poses.sample(self.step, num_images, self.dist.rank,
+                                                self.dist.world_size)
+        d_loss, d_terms = discriminator_loss(
+            self.disc, real_r.to(self.device), real_s.to(self.device),
+            [r.detach() for r in out["rotmats_iters"]], [s.detach() for s in out["shape_iters"]],
+        )
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        # The discriminator is called twice per step, which DDP does not support: its gradients
+        # are averaged over processes by hand instead.
+        all_reduce_mean_grads(self.disc.parameters(), self.dist.world_size)
+        return {"discriminator": float(d_loss.detach()), **d_terms}
+
+    def discriminator_step(self) -> None:
+        self.d_optimizer.step()
+        self.d_scheduler.step()
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "step": self.step,
+            "regressor": self.regressor.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "config": self.cfg.to_dict(),
+        }
+        if self.disc is not None:
+            state["discriminator"] = self.disc.state_dict()
+            state["d_optimizer"] = self.d_optimizer.state_dict()
+            state["d_scheduler"] = self.d_scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        had = "discriminator" in state
+        if had != (self.disc is not None):
+            was, now = ("on", "off") if had else ("off", "on")
+            raise ValueError(
+                f"the checkpoint was trained with the adversarial loss {was} and this run has "
+                f"it {now}: keep loss.adversarial as it was, or set train.resume: false"
+            )
+        self.regressor.load_state_dict(state["regressor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.disc is not None:
+            self.disc.load_state_dict(state["discriminator"])
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
+            self.d_scheduler.load_state_dict(state["d_scheduler"])
+        self.step = int(state["step"])
+
+
+def _to_float(out: Mapping[str, Any]) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.float()
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return v
+
+    return {k: conv(v) for k, v in out.items()}

@@ -1,0 +1,34 @@
+"""Example overlays for MLflow: predicted meshes drawn over the training crops, plus side views."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from texturepose.render.overlay import render_overlay, render_side_view
+from texturepose.training.loop import perspective_vertices
+
+
+@torch.no_grad()
+def overlay_grid(
+    images: torch.Tensor,
+    vertices: torch.Tensor,
+    cam: torch.Tensor,
+    faces: torch.Tensor,
+    focal_224: float = 5000.0,
+    count: int = 4,
+) -> np.ndarray:
+    """``(2 H, n W, 3)`` uint8: the first ``n`` crops with their predicted mesh (top row) and
+    the mesh turned 90 degrees (bottom row). ``images`` are (N, 3, H, W) floats in [0, 1]."""
+    n = min(count, len(images))
+    res = int(images.shape[-1])
+    verts, k, _ = perspective_vertices(vertices[:n].float().cpu(), cam[:n].float().cpu(), res,
+                                       focal_224)
+    faces = faces.cpu()
+    top, bottom = [], []
+    for i in range(n):  # a handful of images, for a picture
+        img = (images[i].float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5)
+        img = img.astype(np.uint8)
+        top.append(render_overlay(img, verts[i], faces, k))
+        bottom.append(render_side_view(verts[i], faces, k, (res, res)))
+    return np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0)
