@@ -40,7 +40,7 @@ def main() -> int:
     rows = []
     for name, overrides in CONFIGS:
         sets = [f"{k}={v}" for k, v in overrides.items()] + ["train.resume=false", *args.set]
-        cmd = ["dvc", "exp", "run", "-n", f"ablation-{name.strip('+')}", "--force"]
+        cmd = ["dvc", "exp", "run", "-n", f"ablation-{name.strip('+')}"]
         for s in sets:
             cmd += ["-S", s]
         print("$", " ".join(cmd), flush=True)
