@@ -22,13 +22,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-OFF = {"loss.adversarial": 0, "loss.texture": 0, "loss.multiview_pose": 0,
-       "loss.shape_consistency": 0}
-CONFIGS: list[tuple[str, dict[str, float]]] = [
-    ("keypoints_2d", dict(OFF)),
-    ("+adversarial", {k: v for k, v in OFF.items() if k != "loss.adversarial"}),
-    ("+texture", {"loss.multiview_pose": 0, "loss.shape_consistency": 0}),
-    ("+multiview", {}),
+#: Loss terms switched on in turn; the others are 0. Weights of the terms that are on come from
+#: params.yaml, so every configuration states all four explicitly.
+TERMS = ("adversarial", "texture", "multiview_pose", "shape_consistency")
+CONFIGS: list[tuple[str, tuple[str, ...]]] = [
+    ("keypoints_2d", ()),
+    ("+adversarial", ("adversarial",)),
+    ("+texture", ("adversarial", "texture")),
+    ("+multiview", ("adversarial", "texture", "multiview_pose", "shape_consistency")),
 ]
 
 
@@ -37,10 +38,19 @@ def main() -> int:
     ap.add_argument("-S", "--set", action="append", default=[], help="extra param override")
     ap.add_argument("--out", default=str(REPO / "reports" / "ablations.csv"))
     args = ap.parse_args()
+    import yaml
+
+    baseline = yaml.safe_load((REPO / "params.yaml").read_text())["loss"]
     rows = []
-    for name, overrides in CONFIGS:
-        sets = [f"{k}={v}" for k, v in overrides.items()] + ["train.resume=false", *args.set]
-        cmd = ["dvc", "exp", "run", "-n", f"ablation-{name.strip('+')}"]
+    for name, on in CONFIGS:
+        # `dvc exp run` leaves its overrides in params.yaml: start every run from the committed
+        # file so that no configuration inherits the previous one's settings.
+        subprocess.run(["git", "checkout", "params.yaml"], cwd=REPO, check=True)
+        sets = [f"loss.{t}={baseline[t] if t in on else 0}" for t in TERMS]
+        sets += ["train.resume=false", *args.set]
+        exp = f"ablation-{name.strip('+')}"
+        subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True)  # rerun
+        cmd = ["dvc", "exp", "run", "-n", exp]
         for s in sets:
             cmd += ["-S", s]
         print("$", " ".join(cmd), flush=True)
@@ -62,6 +72,7 @@ def main() -> int:
         w.writeheader()
         w.writerows(rows)
     tmp.replace(out)
+    subprocess.run(["git", "checkout", "params.yaml"], cwd=REPO, check=True)
     print(out.read_text())
     return 0
 
