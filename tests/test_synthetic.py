@@ -198,6 +198,23 @@ def test_mask_png_round_trip(generated):
     assert m.shape == (64, 64) and m.dtype == np.uint8
 
 
+def _write_mocap(path, poses, joint_names) -> None:
+    """Write PoseClips through the mocap stage's own writer (the real file layout)."""
+    from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
+
+    clips = []
+    for name in poses.clip_names():
+        sel = poses.clip == name
+        t = int(sel.sum())
+        clips.append(MocapClipPoses(
+            name=name, source="test", licence="CC0", skeleton="test", path=name, fps=30.0,
+            sample_fps=10.0, frames=poses.frame[sel], rotmats=poses.rotmats[sel],
+            shape=np.full(6, 0.5, np.float32), translation=np.zeros((t, 3), np.float32),
+            fit_error_mm=np.zeros((t, 30), np.float32),
+        ))
+    write_mocap_h5(path, clips, body_model="anny", joint_names=tuple(joint_names))
+
+
 def test_load_pose_clips(tmp_path):
     from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
     from texturepose.data.synthetic.generate import load_pose_clips
@@ -244,9 +261,7 @@ def test_stages_end_to_end(tmp_path, monkeypatch, anny_body):
     monkeypatch.setattr(pairs_stage, "load_params", lambda: params)
     poses = _poses(anny_body.num_joints)
     mocap = tmp_path / "anny_poses.h5"
-    with h5py.File(mocap, "w") as f:
-        f["rotmats"], f["frame"] = poses.rotmats, poses.frame
-        f["clip"] = poses.clip.astype("S")
+    _write_mocap(mocap, poses, anny_body.joint_names)
     out, rep, pairs_dir = tmp_path / "processed", tmp_path / "reports", tmp_path / "pairs"
     counts = synth_stage.main(["--mocap", str(mocap), "--out-dir", str(out),
                                "--reports", str(rep)])
