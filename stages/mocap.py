@@ -133,10 +133,22 @@ def main(argv: list[str] | None = None) -> None:
                 "p95_mm": float(np.percentile(e, 95)),
                 "values": int(e.size),
             }
+    # Per superset keypoint that the mocap observes (NaN where a rig has no such joint).
+    per_joint = {}
+    if clips:
+        from texturepose.data.keypoints import SUPERSET
+
+        stacked = np.concatenate([c.fit_error_mm for c in clips])  # (frames, K)
+        for k, name in enumerate(SUPERSET):
+            col = stacked[:, k][np.isfinite(stacked[:, k])]
+            if col.size:
+                per_joint[name] = {"mean_mm": round(float(col.mean()), 2),
+                                   "p95_mm": round(float(np.percentile(col, 95)), 2)}
     metrics = {
         "fit_error_mean_mm": float(all_err.mean()) if all_err.size else None,
         "fit_error_p95_mm": float(np.percentile(all_err, 95)) if all_err.size else None,
         "fit_error_by_skeleton": per_skeleton,
+        "fit_error_by_joint": per_joint,
         "clips_used": len(clips),
         "clips_skipped": int(sum(skipped.values())),
         "skipped_by_reason": dict(skipped),

@@ -89,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%s was trained with other params (%s): starting afresh", last,
                         "; ".join(changes[:5]) + (" ..." if len(changes) > 5 else ""))
             state = None
-        elif int(state.get("step", 0)) > cfg.train.steps:
-            # A longer run's checkpoint is not the past of a shorter one: its weights would be
-            # passed off as a train.steps-step model.
-            log.warning("%s is at step %d, beyond train.steps = %d: starting afresh", last,
-                        int(state.get("step", 0)), cfg.train.steps)
+        elif int(state.get("step", 0)) >= cfg.train.steps:
+            # Only an unfinished run is resumed (a kill, or train.steps raised). A finished one is
+            # not: DVC reruns train only when its data or code changed, and a longer run's weights
+            # must not be passed off as a train.steps-step model.
+            log.warning("%s is at step %d, train.steps = %d: that run is finished; starting "
+                        "afresh", last, int(state.get("step", 0)), cfg.train.steps)
             state = None
         else:
             run_id = state.get("mlflow_run_id")

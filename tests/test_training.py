@@ -251,6 +251,11 @@ def test_train_stage_end_to_end_with_resume(anny_body, tiny, tmp_path, monkeypat
         "checkpoints/final.pt"]
     assert [a.path for a in client.list_artifacts(run.info.run_id, "overlays")] == [
         "overlays/step_0000002.png"]
+    # Rerunning a finished run (DVC does so when data or code changed) trains afresh.
+    assert stage.main(args) == 0
+    again = json.loads((root / "reports" / "train_metrics.json").read_text())
+    assert again["steps"] == 3 and again["mlflow_run_id"] != metrics["mlflow_run_id"]
+    assert again["images_per_s"] > 0
     # An ablation of the finished run does not resume the baseline's checkpoint.
     params["loss"]["texture"] = 0.0
     (root / "params.yaml").write_text(yaml.safe_dump(params))
