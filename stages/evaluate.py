@@ -23,30 +23,9 @@ from stages.common import REPO, load_params, seed_everything, setup_logging  # n
 log = logging.getLogger("stages.evaluate")
 
 
-class LazyOverlays:
-    """Front/side overlays rendered on access, so only the picked samples are rendered."""
-
-    def __init__(self, body, dataset, preds, res: int, side: bool) -> None:
-        self.body, self.dataset, self.preds, self.res, self.side = body, dataset, preds, res, side
-
-    def __len__(self) -> int:
-        return len(self.preds.cam)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        from texturepose.inference.predict import camera_vertices, load_crop
-        from texturepose.render.overlay import render_overlay, render_side_view
-
-        p = self.preds
-        verts, k = camera_vertices(self.body, p.rotmats[i : i + 1], p.shape[i : i + 1],
-                                   p.cam[i : i + 1], self.res)
-        faces = self.body.faces
-        if self.side:
-            return render_side_view(verts[0], faces, k, (self.res, self.res))
-        crop = (load_crop(self.dataset[i], self.res).transpose(1, 2, 0) * 255).astype(np.uint8)
-        return render_overlay(crop, verts[0], faces, k)
-
-
 class Crops:
+    """The stored crops at the model's input resolution, uint8, read on access."""
+
     def __init__(self, dataset, res: int) -> None:
         self.dataset, self.res = dataset, res
 
@@ -57,6 +36,27 @@ class Crops:
         from texturepose.inference.predict import load_crop
 
         return (load_crop(self.dataset[i], self.res).transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+class LazyOverlays:
+    """Front/side overlays rendered on access, so only the picked samples are rendered."""
+
+    def __init__(self, body, crops: Crops, preds, side: bool) -> None:
+        self.body, self.crops, self.preds, self.side = body, crops, preds, side
+
+    def __len__(self) -> int:
+        return len(self.preds.cam)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        from texturepose.inference.predict import camera_vertices
+        from texturepose.render.overlay import render_overlay, render_side_view
+
+        p, res = self.preds, self.crops.res
+        verts, k = camera_vertices(self.body, p.rotmats[i : i + 1], p.shape[i : i + 1],
+                                   p.cam[i : i + 1], res)
+        if self.side:
+            return render_side_view(verts[0], self.body.faces, k, (res, res))
+        return render_overlay(self.crops[i], verts[0], self.body.faces, k)
 
 
 def evaluate_set(cfg: dict, regressor, body, res: int, out_root: Path, batch: int) -> tuple:
@@ -93,9 +93,10 @@ def evaluate_set(cfg: dict, regressor, body, res: int, out_root: Path, batch: in
     paths = write_summary(out_dir, summary, name)
     rows = summary.per_sample["index"].to_numpy()
     grid = out_dir / "overlays.png"
-    picks = overlay_grid(_Take(Crops(ds, res), rows), _Take(LazyOverlays(body, ds, preds, res,
-                         False), rows), _Take(LazyOverlays(body, ds, preds, res, True), rows),
-                         errors, grid, unit=unit)
+    crops = Crops(ds, res)
+    picks = overlay_grid(_Take(crops, rows), _Take(LazyOverlays(body, crops, preds, False), rows),
+                         _Take(LazyOverlays(body, crops, preds, True), rows), errors, grid,
+                         unit=unit)
     paths["overlays"] = grid
     log.info("%s: %s; overlays of %s", name, summary.metrics, picks)
     return summary.metrics, paths

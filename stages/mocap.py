@@ -8,7 +8,6 @@ A clip that cannot be read or mapped is skipped and counted with its reason, not
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 import sys
@@ -21,7 +20,13 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, seed_everything, setup_logging  # noqa: E402
+from stages.common import (  # noqa: E402
+    REPO,
+    load_params,
+    seed_everything,
+    setup_logging,
+    write_json,
+)
 
 log = logging.getLogger("stages.mocap")
 
@@ -158,11 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         "frames_per_second": round(n_frames / elapsed, 2) if elapsed > 0 else None,
         "body_model": body.name,
     }
-    report = REPO / cfg.get("metrics", "reports/mocap_metrics.json")
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, report)
+    write_json(REPO / cfg.get("metrics", "reports/mocap_metrics.json"), metrics, sort_keys=False)
     log.info(
         "mocap: %d clips, %d frames in %.0f s; fit error %.1f mm mean, %.1f mm p95; skipped %d %s",
         len(clips), n_frames, elapsed, metrics["fit_error_mean_mm"] or float("nan"),

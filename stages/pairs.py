@@ -11,15 +11,13 @@ and ``reports/pairs_metrics.json`` (samples and pairs per kind, per file).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, setup_logging
+from stages.common import REPO, load_params, setup_logging, write_json
 from texturepose.data.pairs import KINDS, build_pairs, identity_table, pair_counts, write_pairs
 
 log = logging.getLogger("pairs")
@@ -49,11 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
         counts = pair_counts(pairs)
         metrics["datasets"][stem] = {"samples": len(table), **counts}
         log.info("%s: %d samples, pairs %s", stem, len(table), counts)
-    out = args.reports / "pairs_metrics.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
+    write_json(args.reports / "pairs_metrics.json", metrics)
     return metrics
 
 

@@ -11,26 +11,17 @@ out) or, when that is absent, from ``datasets.<name>.root``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, seed_everything, setup_logging
+from stages.common import REPO, load_params, seed_everything, setup_logging, write_json
 from texturepose.data.readers import get_converter
 
 log = logging.getLogger("preprocess")
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def run_dataset(name: str, cfg: dict, defaults: dict, raw_dir: Path, out_dir: Path,
@@ -55,7 +46,7 @@ def run_dataset(name: str, cfg: dict, defaults: dict, raw_dir: Path, out_dir: Pa
         report["splits"][split] = counts
         log.info("%s/%s: %d written, %d skipped %s", name, split, counts["written"],
                  counts["skipped"], counts.get("skipped_reasons") or "")
-    write_json_atomic(report_dir / f"{name}.json", report)
+    write_json(report_dir / f"{name}.json", report)
     return report
 
 
@@ -85,7 +76,7 @@ def main() -> int:
                           Path(args.report_dir))
         summary[name] = {s: {"written": c["written"], "skipped": c["skipped"]}
                          for s, c in rep["splits"].items()}
-    write_json_atomic(Path(args.report_dir) / "summary.json", summary)
+    write_json(Path(args.report_dir) / "summary.json", summary)
     return 0
 
 

@@ -10,15 +10,13 @@ and the contact sheet ``reports/figures/synthetic_contact_sheet.jpg``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, seed_everything, setup_logging
+from stages.common import REPO, load_params, seed_everything, setup_logging, write_json
 from texturepose.body import build_body_model
 from texturepose.data.synthetic import SynthConfig, synthesize
 from texturepose.data.synthetic.generate import load_pose_clips
@@ -86,11 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     counts["contact_sheet"] = str(sheet.relative_to(REPO) if sheet.is_relative_to(REPO)
                                   else sheet)
     counts["mocap_clips"] = len(poses.clip_names())
-    out = args.reports / "synthetic_metrics.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
+    out = write_json(args.reports / "synthetic_metrics.json", counts)
     log.info("wrote %s", out)
     return counts
 

@@ -14,26 +14,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.common import REPO, load_params, seed_everything, setup_logging  # noqa: E402
+from stages.common import (  # noqa: E402
+    REPO,
+    load_params,
+    seed_everything,
+    setup_logging,
+    write_json,
+)
 
 log = logging.getLogger("stages.train")
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mlflow_run_id": run.run_id,
                 "final_losses": {k: round(v, 6) for k, v in result.losses.items()},
             }
-            _atomic_json(root / "reports" / "train_metrics.json", metrics)
+            write_json(root / "reports" / "train_metrics.json", metrics)
             run.log_metrics({"final/images_per_s": result.images_per_s})
             log.info("trained %d steps at %.2f images/s; model %s", result.step,
                      result.images_per_s, final)

@@ -17,7 +17,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
@@ -120,10 +119,8 @@ class AnnyBody(BodyModel):
         self.register_buffer("mean_shape", torch.full((self.num_shape,), 0.5))
         self.register_buffer("to_canonical", ANNY_TO_CANONICAL.clone())
         self.register_buffer("faces", self.native.get_triangular_faces().long().clone())
-        self.uv = self.native.texture_coordinates.float()
-        self.face_uv = self.native.face_texture_coordinate_indices.long()
-        self.register_buffer("_uv", self.uv)
-        self.register_buffer("_face_uv", self.face_uv)
+        self.register_buffer("uv", self.native.texture_coordinates.float())
+        self.register_buffer("face_uv", self.native.face_texture_coordinate_indices.long())
         flip = [ANNY_BONES.index(_mirror_bone(b)) for b in ANNY_BONES]
         self.register_buffer("flip_joint_permutation", torch.tensor(flip))
         self.part_names = PART_NAMES
@@ -185,14 +182,3 @@ def _mirror_bone(name: str) -> str:
     if name.endswith(".R"):
         return name[:-2] + ".L"
     return name
-
-
-def vertex_skin_mask(body: AnnyBody, bones: list[str], threshold: float = 0.5) -> np.ndarray:
-    """Vertices whose skinning weight summed over ``bones`` exceeds ``threshold``."""
-    labels = list(body.native.bone_labels)
-    ids = torch.tensor([labels.index(b) for b in bones])
-    w = body.native.vertex_bone_weights
-    idx = body.native.vertex_bone_indices
-    total = (w * torch.isin(idx, ids)).sum(1)
-    return (total > threshold).numpy()
-

@@ -19,9 +19,12 @@ import torch
 #: 180 degree rotation about x: canonical body frame (Y up, facing +Z) -> OpenCV camera frame.
 BODY_TO_CAMERA = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
+#: SPIN's perspective focal length for 224-px crops; it scales with the crop resolution.
+SPIN_FOCAL_224 = 5000.0
+
 
 def weak_to_perspective_translation(
-    cam: torch.Tensor, focal: float = 5000.0, res: int = 224, eps: float = 1e-9
+    cam: torch.Tensor, focal: float = SPIN_FOCAL_224, res: int = 224, eps: float = 1e-9
 ) -> torch.Tensor:
     """Weak-perspective camera ``(s, tx, ty)`` -> perspective translation ``(tx, ty, 2f/(res s))``.
 
@@ -109,3 +112,14 @@ def pixel_rays(uv: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     y = (uv[..., 1] - cy) / fy
     x = (uv[..., 0] - cx - skew * y) / fx
     return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+
+
+def perspective_vertices(
+    vertices: torch.Tensor, cam: torch.Tensor, res: int, focal_224: float = SPIN_FOCAL_224
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Camera-frame vertices and intrinsics of SPIN's perspective camera for a ``res`` crop
+    (focal ``focal_224 * res / 224``), from the predicted weak-perspective ``cam``."""
+    focal = focal_224 * res / 224.0
+    t = weak_to_perspective_translation(cam, focal, res)
+    k = intrinsics(focal, res, dtype=vertices.dtype, device=vertices.device)
+    return vertices + t[:, None, :], k, focal

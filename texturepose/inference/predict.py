@@ -13,14 +13,10 @@ from tqdm import tqdm
 from texturepose.body.base import BodyModel
 from texturepose.data.crops import from_crop
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.geometry.cameras import intrinsics, weak_to_perspective_translation
+from texturepose.geometry.cameras import perspective_vertices
 from texturepose.losses.keypoints import normalized_to_pixels, weak_perspective_project
 
 log = logging.getLogger(__name__)
-
-#: SPIN's focal length at 224 px crops; it scales with the crop resolution.
-FOCAL_224 = 5000.0
-
 
 @dataclass
 class Predictions:
@@ -80,7 +76,5 @@ def camera_vertices(
     r = torch.as_tensor(rotmats, dtype=torch.float32)
     s = torch.as_tensor(shape, dtype=torch.float32)
     c = torch.as_tensor(cam, dtype=torch.float32)
-    vertices = body(r, s).vertices
-    focal = FOCAL_224 * res / 224.0
-    t = weak_to_perspective_translation(c, focal, res)
-    return vertices + t[:, None, :], intrinsics(focal, res)
+    vertices, k, _ = perspective_vertices(body(r, s).vertices, c, res)
+    return vertices, k

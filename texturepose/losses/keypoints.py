@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from texturepose.geometry.cameras import intrinsics, project, weak_to_perspective_translation
+from texturepose.geometry.cameras import (
+    SPIN_FOCAL_224,
+    intrinsics,
+    project,
+    weak_to_perspective_translation,
+)
 
 
 def weak_perspective_project(points: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
@@ -20,7 +25,7 @@ def weak_perspective_project(points: torch.Tensor, cam: torch.Tensor) -> torch.T
 
 
 def perspective_project(
-    points: torch.Tensor, cam: torch.Tensor, focal: float = 5000.0, res: int = 224
+    points: torch.Tensor, cam: torch.Tensor, focal: float = SPIN_FOCAL_224, res: int = 224
 ) -> torch.Tensor:
     """Perspective projection at SPIN's equivalent depth, in normalised crop coordinates."""
     t = weak_to_perspective_translation(cam, focal, res)

@@ -15,6 +15,7 @@ from typing import Any
 
 from texturepose.data.dataset import AugmentConfig
 from texturepose.data.sampling import PAIR_KINDS
+from texturepose.geometry.cameras import SPIN_FOCAL_224
 from texturepose.losses.texture import KINDS as TEXTURE_KINDS
 from texturepose.models.regressor import RegressorConfig
 
@@ -97,7 +98,7 @@ class LossConfig:
     texture_res: int = 64
     texture_kind: str = "l1"
     depth_tol: float = 0.01
-    focal: float = 5000.0  # perspective focal length at 224 px (SPIN), scaled to model.res
+    focal: float = SPIN_FOCAL_224  # perspective focal at 224 px (SPIN), scaled to model.res
 
     WEIGHTS = ("keypoints_2d", "adversarial", "texture", "multiview_pose", "shape_consistency",
                "keypoints_3d", "body_pose", "body_shape")

@@ -33,7 +33,7 @@ from torch import nn
 
 from texturepose.body.base import BodyModel
 from texturepose.data.sampling import PAIR_KINDS
-from texturepose.geometry.cameras import intrinsics, weak_to_perspective_translation
+from texturepose.geometry.cameras import perspective_vertices
 from texturepose.losses.adversarial import discriminator_loss, generator_loss
 from texturepose.losses.keypoints import keypoint_2d_loss, weak_perspective_project
 from texturepose.losses.multiview import multiview_pose_loss, shape_consistency_loss
@@ -92,15 +92,6 @@ def split_batch(batch: Mapping[str, Any]) -> tuple[int, int]:
         raise ValueError("pair images must come last, first images then second images")
     p = n_pair_images // 2
     return len(kinds) - 2 * p, p
-
-
-def perspective_vertices(vertices: torch.Tensor, cam: torch.Tensor, res: int,
-                         focal_224: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Camera-frame vertices and intrinsics of SPIN's perspective camera at ``res`` pixels."""
-    focal = focal_224 * res / 224.0
-    t = weak_to_perspective_translation(cam, focal, res)
-    k = intrinsics(focal, res, dtype=vertices.dtype, device=vertices.device)
-    return vertices + t[:, None, :], k, focal
 
 
 def compute_losses(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from texturepose.geometry.cameras import SPIN_FOCAL_224, perspective_vertices
 from texturepose.render.overlay import render_overlay, render_side_view
-from texturepose.training.loop import perspective_vertices
 
 
 @torch.no_grad()
@@ -15,7 +15,7 @@ def overlay_grid(
     vertices: torch.Tensor,
     cam: torch.Tensor,
     faces: torch.Tensor,
-    focal_224: float = 5000.0,
+    focal_224: float = SPIN_FOCAL_224,
     count: int = 4,
 ) -> np.ndarray:
     """``(2 H, n W, 3)`` uint8: the first ``n`` crops with their predicted mesh (top row) and

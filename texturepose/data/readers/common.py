@@ -11,7 +11,6 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Any
 
@@ -143,15 +142,7 @@ class SplitInfo:
 def _make_writer(out_path: str | os.PathLike, info: SplitInfo, crop_res: int) -> Hdf5Writer:
     kwargs = dict(dataset=info.dataset, split=info.split, crop_res=crop_res, source=info.source,
                   licence=info.licence, body_model=info.body_model, extra_attrs=info.extra_attrs)
-    try:
-        return Hdf5Writer(out_path, **kwargs)
-    except PackageNotFoundError:
-        # hdf5.code_version() fails in a checkout with no commit yet and no installed package;
-        # record that instead of failing the whole conversion.
-        from unittest import mock
-
-        with mock.patch("texturepose.data.hdf5.code_version", lambda: "unknown (no git commit)"):
-            return Hdf5Writer(out_path, **kwargs)
+    return Hdf5Writer(out_path, **kwargs)
 
 
 def write_split(

@@ -1,7 +1,7 @@
 """LSP extended (LSPET, Johnson & Everingham 2011): ``images/im00001.jpg`` ... and ``joints.mat``.
 
 ``joints`` is 14 x 3 x 10000 (x, y, flag); here the flag is 1 where the joint is *visible* and 0
-where it is not annotated (those points sit at placeholder places, mostly outside the image), the
+where it is not annotated (those points sit at arbitrary positions, mostly outside the image), the
 opposite convention to LSP. All 10000 images are training images.
 """
 
