@@ -88,7 +88,7 @@ def test_lspet_visibility_convention(lspet_file, shared_data):
     ds = Hdf5Dataset(lspet_file)
     kp, vis = ds.column("keypoints_2d"), ds.column("visible")
     flag = joints[:, 2, :N].T
-    # LSPET: flag 1 = visible, 0 = not annotated (placeholder coordinates)
+    # LSPET: flag 1 = visible, 0 = not annotated (arbitrary coordinates)
     np.testing.assert_array_equal(vis[:, LSP14], flag)
     np.testing.assert_array_equal(kp[:, LSP14, 2], flag)
     ann = flag > 0
