@@ -257,7 +257,7 @@ def test_stages_end_to_end(tmp_path, monkeypatch, anny_body):
         "pairs": {"datasets": ["synthetic_train"], "min_gap": 1, "max_gap": 5},
     }
     monkeypatch.setattr(synth_stage, "load_params", lambda: params)
-    monkeypatch.setattr(synth_stage, "build_body_model", lambda *a, **k: anny_body)
+    monkeypatch.setattr(synth_stage, "body_from_section", lambda *a, **k: anny_body)
     monkeypatch.setattr(pairs_stage, "load_params", lambda: params)
     poses = _poses(anny_body.num_joints)
     mocap = tmp_path / "anny_poses.h5"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
 
@@ -45,4 +47,21 @@ def build_body_model(name: str = "anny", **paths: str | os.PathLike | None) -> B
     raise BodyModelError(f"unknown body.model {name!r}; choose one of {BODY_MODELS}")
 
 
-__all__ = ["BODY_MODELS", "BodyModel", "BodyModelError", "BodyOutput", "build_body_model"]
+PATH_KEYS = ("model_path", "h36m_regressor_path", "uv_path")
+
+
+def body_from_section(section: Mapping[str, Any] | None,
+                      root: str | os.PathLike | None = None) -> BodyModel:
+    """The body model of a ``body`` params section (or of a checkpoint's copy of it): the one
+    place the section's keys become :func:`build_body_model` arguments. Relative file paths
+    are taken relative to ``root`` (the project), not the working directory."""
+    section = dict(section or {})
+    kwargs = {k: section.get(k) for k in ("gender", "num_betas", *PATH_KEYS)}
+    for k in PATH_KEYS:
+        if kwargs[k] is not None and root is not None and not os.path.isabs(kwargs[k]):
+            kwargs[k] = os.path.join(root, kwargs[k])
+    return build_body_model(section.get("model", "anny"), **kwargs)
+
+
+__all__ = ["BODY_MODELS", "BodyModel", "BodyModelError", "BodyOutput", "body_from_section",
+           "build_body_model"]

@@ -16,12 +16,18 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
 
 log = logging.getLogger(__name__)
+
+#: Largest difference (metres) accepted between the fast keypoint path and the full model.
+FAST_KEYPOINT_TOLERANCE = 1e-4
+#: Morphological ages (years) of the adult population the shape prior is drawn from.
+ADULT_AGES = (18.0, 80.0)
 
 #: The regressed bones, root first. Names are Anny's; the comment gives the anatomical joint.
 ANNY_BONES: tuple[str, ...] = (
@@ -133,10 +139,48 @@ class AnnyBody(BodyModel):
         used = torch.nonzero(weights.abs().sum(0) > 0)[:, 0]
         self.register_buffer("_kp_vertices", used)
         self.register_buffer("_kp_weights", weights[:, used].contiguous())
+        self._keypoint_path = None  # built on first use of keypoints()
 
     @property
     def num_vertices(self) -> int:
         return int(self.native.template_vertices.shape[0])
+
+    def sample_shapes(self, n: int, seed: int = 0) -> torch.Tensor:
+        """Adult phenotypes from Anny's own population model (``SimpleShapeDistribution``:
+        height, weight, muscle and proportions conditioned on age and gender, calibrated on WHO
+        growth data), morphological ages uniform in [ADULT_AGES]."""
+        from anny.shape_distribution import SimpleShapeDistribution
+
+        lo, hi = ADULT_AGES
+        ages = torch.distributions.Uniform(torch.tensor(lo, dtype=torch.float64),
+                                           torch.tensor(hi, dtype=torch.float64))
+        # The distribution reads only these three attributes of the model it is given.
+        model = SimpleNamespace(dtype=torch.float64, device=torch.device("cpu"),
+                                phenotype_labels=self.native.phenotype_labels)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _, pheno = SimpleShapeDistribution(model, ages).sample(n)
+        return torch.stack([pheno[k] for k in self.shape_names], 1).float().clamp(0.0, 1.0)
+
+    def keypoints(self, rotmats: torch.Tensor, shape: torch.Tensor,
+                  shape_index: torch.Tensor | None = None) -> torch.Tensor:
+        """The keypoints alone through :class:`AnnyKeypointPath` (no mesh skinning), checked once
+        against the full model; the full model if that check fails. ``shape_index``: see
+        :meth:`BodyModel.keypoints`."""
+        self._check_inputs(rotmats, shape if shape_index is None else shape[shape_index])
+        if self._keypoint_path is None:
+            from texturepose.body.anny_fast_keypoints import AnnyKeypointPath
+
+            path = AnnyKeypointPath(self)
+            err = path.max_error()
+            if err > FAST_KEYPOINT_TOLERANCE:
+                log.warning("Anny's fast keypoint path differs from the full model by %.3g m "
+                            "(anny changed?): using the full model (slower)", err)
+                path = False
+            self._keypoint_path = path
+        if self._keypoint_path is False:
+            return super().keypoints(rotmats, shape, shape_index)
+        return self._keypoint_path(rotmats, shape, shape_index)
 
     def _face_parts(self, labels: list[str]) -> torch.Tensor:
         w = self.native.vertex_bone_weights

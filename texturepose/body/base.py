@@ -76,6 +76,15 @@ class BodyModel(torch.nn.Module):
     def _forward(self, rotmats: torch.Tensor, shape: torch.Tensor) -> BodyOutput:
         raise NotImplementedError
 
+    def keypoints(self, rotmats: torch.Tensor, shape: torch.Tensor,
+                  shape_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Only the superset keypoints ``(B, K, 3)``, equal to ``self(rotmats, shape).keypoints``;
+        with ``shape_index (B,)``, ``shape`` is ``(C, S)`` and row ``b`` takes
+        ``shape[shape_index[b]]``. Models with a cheaper keypoint path (Anny) override it."""
+        if shape_index is not None:
+            shape = shape[shape_index]
+        return self(rotmats, shape).keypoints
+
     def _check_inputs(self, rotmats: torch.Tensor, shape: torch.Tensor) -> None:
         j, s = self.num_joints, self.num_shape
         if rotmats.dim() != 4 or rotmats.shape[1:] != (j, 3, 3):
@@ -88,6 +97,14 @@ class BodyModel(torch.nn.Module):
                 f"{self.name}: shape must be (B, {s}) with B={rotmats.shape[0]}, "
                 f"got {tuple(shape.shape)}"
             )
+
+    def sample_shapes(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``(n, S)`` shapes drawn from the model's population prior: the adversarial prior's
+        real shapes (mocap fits are a few actors, not a population). Default: unit-variance
+        PCA coefficients about ``mean_shape``, what SMPL's and STAR's betas are."""
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.randn(n, self.num_shape, generator=g, dtype=self.mean_shape.dtype)
+        return self.mean_shape.cpu() + noise
 
     def rest_rotmats(self, batch: int = 1) -> torch.Tensor:
         """Identity rotations (the model's rest pose), ``(batch, J, 3, 3)``."""
