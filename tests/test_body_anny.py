@@ -66,3 +66,43 @@ def test_faces_uvs_and_parts_are_consistent(anny_body):
     parts = anny_body.face_parts
     assert parts.shape == (f.shape[0],)
     assert set(parts.unique().tolist()) == set(range(len(anny_body.part_names)))
+
+
+def _random_pose(body, batch: int, seed: int) -> torch.Tensor:
+    import roma
+
+    g = torch.Generator().manual_seed(seed)
+    return roma.rotvec_to_rotmat(torch.randn(batch, body.num_joints, 3, generator=g) * 0.5)
+
+
+def test_fast_keypoint_path_matches_the_full_model_and_its_gradients(anny_body):
+    # Oracle: the full skinned mesh regressed to keypoints (the model's own forward).
+    rot = _random_pose(anny_body, 3, 0).requires_grad_(True)
+    shape = anny_body.sample_shapes(3, seed=1).requires_grad_(True)
+    fast = anny_body.keypoints(rot, shape)
+    full = anny_body(rot, shape).keypoints
+    torch.testing.assert_close(fast, full, atol=1e-4, rtol=0)  # 0.1 mm: float32 noise
+    w = torch.randn_like(full)
+    g_fast = torch.autograd.grad((fast * w).sum(), (rot, shape))
+    g_full = torch.autograd.grad((full * w).sum(), (rot, shape))
+    for a, b in zip(g_fast, g_full, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_fast_keypoint_path_indexes_shared_shapes(anny_body):
+    rot = _random_pose(anny_body, 4, 2)
+    shapes = anny_body.sample_shapes(2, seed=3)
+    index = torch.tensor([1, 0, 1, 1])
+    torch.testing.assert_close(anny_body.keypoints(rot, shapes, index),
+                               anny_body(rot, shapes[index]).keypoints, atol=1e-4, rtol=0)
+
+
+def test_sampled_shapes_are_seeded_bounded_and_varied(anny_body):
+    a, b = anny_body.sample_shapes(64, seed=5), anny_body.sample_shapes(64, seed=5)
+    torch.testing.assert_close(a, b)
+    assert a.shape == (64, anny_body.num_shape)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0  # Anny phenotypes live in [0, 1]
+    assert float(a.std(0).max()) > 0.05  # a population, not one body
+    heights = anny_body(anny_body.rest_rotmats(64), a).vertices[..., 1]
+    span = heights.amax(1) - heights.amin(1)
+    assert 1.3 < float(span.min()) and float(span.max()) < 2.2, span  # adult statures (m)
