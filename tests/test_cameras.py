@@ -12,7 +12,10 @@ from texturepose.geometry.cameras import (
     BODY_TO_CAMERA,
     batched_intrinsics,
     camera_to_world,
+    crop_focal,
+    crop_perspective_project,
     intrinsics,
+    perspective_vertices,
     pixel_rays,
     project,
     weak_to_perspective_translation,
@@ -77,3 +80,33 @@ def test_body_to_camera_puts_head_up_and_front_towards_camera():
     uv = project(p[None], intrinsics(1000.0, 224))[0]
     assert uv[0, 1] < uv[1, 1]  # head higher in the image (smaller v)
     assert p[2, 2] < t[2]  # the nose is nearer the camera than the body centre
+
+
+def test_crop_perspective_projection_matches_pixel_projection():
+    """Normalised crop coordinates of the per-sample perspective camera equal the pixels of
+    ``project`` with intrinsics (f, f, res/2, res/2), mapped by x_n = 2 u / res - 1."""
+    g = torch.Generator().manual_seed(3)
+    cam = torch.rand(4, 3, generator=g) * torch.tensor([0.5, 0.2, 0.2]) + torch.tensor(
+        [0.7, -0.1, -0.1])
+    pts = torch.rand(4, 9, 3, generator=g) - 0.5
+    focal = torch.tensor([300.0, 450.0, 120.0, 2857.0])
+    xy = crop_perspective_project(pts, cam, focal, 128)
+    t = weak_to_perspective_translation(cam, focal, 128)
+    uv = project(pts + t[:, None], batched_intrinsics(focal, 128, 4))
+    torch.testing.assert_close(xy, uv * (2 / 128) - 1, atol=1e-5, rtol=0)
+    # A float focal gives the same as a tensor of equal values.
+    torch.testing.assert_close(crop_perspective_project(pts, cam, 300.0, 128),
+                               crop_perspective_project(pts, cam, torch.full((4,), 300.0), 128))
+
+
+def test_crop_focal_takes_known_focals_and_spin_elsewhere():
+    assert crop_focal(None, 224) == pytest.approx(5000.0)
+    assert crop_focal(0.0, 112) == pytest.approx(2500.0)
+    assert crop_focal(310.0, 128) == pytest.approx(310.0)
+    f = crop_focal(torch.tensor([0.0, 300.0]), 128, 5000.0)
+    torch.testing.assert_close(f, torch.tensor([5000.0 * 128 / 224, 300.0]))
+    verts = torch.zeros(2, 5, 3)
+    cam = torch.tensor([[0.9, 0.0, 0.0], [0.9, 0.0, 0.0]])
+    v, k, used = perspective_vertices(verts, cam, 128, torch.tensor([0.0, 300.0]))
+    assert k.shape == (2, 3, 3) and float(k[1, 0, 0]) == pytest.approx(300.0)
+    assert float(v[1, 0, 2]) == pytest.approx(2 * 300.0 / (128 * 0.9))

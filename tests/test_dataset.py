@@ -261,3 +261,24 @@ def test_read_pairs_errors(tmp_path):
         read_pairs(p, 5, ["multiview", "temporal"])
     with pytest.raises(FileNotFoundError, match="pairs stage"):
         read_pairs(tmp_path / "none.parquet", 5, ["multiview"])
+
+
+def test_focal_length_follows_the_crop_and_the_zoom(tmp_path):
+    """A calibrated sample's focal length in pixels of the model's crop: f * res / crop_size,
+    times the augmentation's zoom; 0 (unknown) without a camera."""
+    path = tmp_path / "cam.h5"
+    kk = np.array([[1100.0, 0, 500], [0, 1190.0, 500], [0, 0, 1]], np.float32)
+    with Hdf5Writer(path, dataset="cam", split="train", crop_res=64, source="test",
+                    licence="none", body_model="anny") as w:
+        kp = np.zeros((NUM_KEYPOINTS, 3), np.float32)
+        kp[:, :2], kp[:, 2] = 400.0, 1.0
+        w.add(dict(image=np.zeros((64, 64, 3), np.uint8), crop_center=np.float32([400, 400]),
+                   crop_size=230.0, keypoints_2d=kp, visible=np.ones(NUM_KEYPOINTS, np.uint8),
+                   image_name="a", subject="S1", sequence="a", camera="c", frame=0, person=0,
+                   cam_K=kk, cam_Rt=np.eye(3, 4, dtype=np.float32)))
+    ds = _dataset(path, res=128, augment=AugmentConfig(enabled=False))
+    assert float(ds[0]["focal"]) == pytest.approx(1145.0 * 128 / 230.0, rel=1e-5)
+    zoomed = ds.sample(0, Augmentation(scale=1.2))
+    assert float(zoomed["focal"]) == pytest.approx(1.2 * 1145.0 * 128 / 230.0, rel=1e-5)
+    dots = _dataset(_dot_dataset(tmp_path), res=64, augment=AugmentConfig(enabled=False))
+    assert float(dots[0]["focal"]) == 0.0

@@ -7,14 +7,18 @@ import roma
 import torch
 
 from texturepose.data.keypoints import INDEX, NUM_KEYPOINTS
+from texturepose.geometry.cameras import crop_perspective_project, weak_perspective_project
 from texturepose.losses.keypoints import (
     keypoint_2d_loss,
+    keypoint_heatmap_loss,
     normalized_to_pixels,
-    perspective_project,
     pixels_to_normalized,
-    weak_perspective_project,
 )
 from texturepose.losses.supervised import body_params_loss, keypoint_3d_loss
+
+
+def perspective_project(points, cam):
+    return crop_perspective_project(points, cam, 5000.0, 224)
 
 K = NUM_KEYPOINTS
 
@@ -112,3 +116,17 @@ def test_body_params_loss():
     assert torch.isclose(shape, torch.tensor(0.09 / 3))
     zero_p, zero_s = body_params_loss(r_pred, s_pred, r, s, torch.tensor([False, False]))
     assert zero_p == 0.0 and zero_s == 0.0
+
+
+def test_keypoint_head_loss_is_confidence_weighted_l1():
+    pred = torch.zeros(1, K, 2)
+    target = torch.zeros(1, K, 3)
+    target[0, 0] = torch.tensor([0.5, -0.25, 1.0])
+    target[0, 1] = torch.tensor([float("nan"), 0.0, 0.0])  # unknown: no loss, no NaN
+    expected = (0.5 + 0.25) / (K * 2)
+    assert float(keypoint_heatmap_loss(pred, target)) == pytest.approx(expected)
+    mask = torch.ones(K, dtype=torch.bool)
+    mask[0] = False
+    assert float(keypoint_heatmap_loss(pred, target, mask)) == 0.0
+    with pytest.raises(ValueError, match="pred must be"):
+        keypoint_heatmap_loss(pred[..., :1], target)

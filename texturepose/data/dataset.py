@@ -160,6 +160,16 @@ def warp_image(image: np.ndarray, m: np.ndarray, res: int) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
+def crop_focal_length(raw: dict[str, Any], res: int) -> float:
+    """Focal length in pixels of the sample's crop resized to ``res`` (the mean of ``fx`` and
+    ``fy`` of its calibrated camera ``cam_K``, scaled by ``res / crop_size``); 0.0 when the
+    camera is unknown (losses then use SPIN's convention, see ``geometry.cameras.crop_focal``)."""
+    if not raw.get("has_camera", False) or raw.get("cam_K") is None:
+        return 0.0
+    k = np.asarray(raw["cam_K"], np.float64)
+    return float(0.5 * (k[0, 0] + k[1, 1]) * res / float(raw["crop_size"]))
+
+
 def mirror_pose(rotmats: np.ndarray, joint_permutation: np.ndarray) -> np.ndarray:
     """``BodyModel.flip_pose`` in numpy: swap left/right joints, conjugate by x -> -x."""
     return _MIRROR @ rotmats[..., joint_permutation, :, :] @ _MIRROR
@@ -302,6 +312,7 @@ class TrainingDataset:
             pose[0] = aug.rotation3d() @ pose[0]
             if aug.flip:
                 pose = mirror_pose(pose, self.joint_perm)
+        out["focal"] = torch.tensor(crop_focal_length(raw, self.res) * aug.scale, dtype=torch.float32)
         out["body_pose"] = torch.from_numpy(np.ascontiguousarray(pose))
         out["body_shape"] = torch.from_numpy(np.ascontiguousarray(shape))
         out["has_body"] = has_body

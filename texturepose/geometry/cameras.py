@@ -24,20 +24,42 @@ SPIN_FOCAL_224 = 5000.0
 
 
 def weak_to_perspective_translation(
-    cam: torch.Tensor, focal: float = SPIN_FOCAL_224, res: int = 224, eps: float = 1e-9
+    cam: torch.Tensor, focal: float | torch.Tensor = SPIN_FOCAL_224, res: int = 224,
+    eps: float = 1e-9,
 ) -> torch.Tensor:
     """Weak-perspective camera ``(s, tx, ty)`` -> perspective translation ``(tx, ty, 2f/(res s))``.
 
-    ``cam`` is ``(B, 3)`` in SPIN's normalised crop coordinates (the crop spans [-1, 1]). A point
-    ``X`` at depth 0 of the body frame then projects to the same pixel under both cameras:
+    ``cam`` is ``(B, 3)`` in SPIN's normalised crop coordinates (the crop spans [-1, 1]);
+    ``focal`` is one focal length in pixels of the ``res`` crop or one per sample ``(B,)``. A
+    point ``X`` at depth 0 of the body frame then projects to the same pixel under both cameras:
     ``u = f (X + tx) / t_z + res/2 = (s (X + tx) + 1) res / 2``. ``s`` is clamped to ``eps`` so
     that a degenerate prediction gives a far camera rather than a division by zero.
     """
     if cam.dim() != 2 or cam.shape[-1] != 3:
         raise ValueError(f"cam must be (B, 3) [s, tx, ty], got {tuple(cam.shape)}")
     s = cam[:, 0].clamp(min=eps)
-    tz = 2.0 * focal / (res * s)
+    tz = 2.0 * torch.as_tensor(focal, dtype=cam.dtype, device=cam.device) / (res * s)
     return torch.stack([cam[:, 1], cam[:, 2], tz], dim=-1)
+
+
+def weak_perspective_project(points: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+    """``(B, K, 3)`` camera-oriented points and ``(B, 3)`` cameras ``(s, tx, ty)`` ->
+    ``(B, K, 2)`` normalised crop coordinates: ``x_n = s (X + tx)``, ``y_n = s (Y + ty)``."""
+    return cam[:, None, :1] * (points[..., :2] + cam[:, None, 1:])
+
+
+def crop_perspective_project(
+    points: torch.Tensor, cam: torch.Tensor, focal: float | torch.Tensor, res: int,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Perspective projection of camera-oriented body points into a ``res`` crop whose camera
+    has focal length ``focal`` (pixels of that crop; a float or ``(B,)``) and its principal
+    point at the crop centre, with the body at ``weak_to_perspective_translation``. Returns
+    ``(B, K, 2)`` normalised crop coordinates ``x_n = 2 f X_c / (res Z_c)``."""
+    f = torch.as_tensor(focal, dtype=points.dtype, device=points.device)
+    p = points + weak_to_perspective_translation(cam, f, res)[:, None, :]
+    scale = (2.0 * f / res).reshape(-1, 1, 1) if f.dim() else 2.0 * f / res
+    return scale * p[..., :2] / p[..., 2:].clamp(min=eps)
 
 
 def intrinsics(
@@ -114,12 +136,30 @@ def pixel_rays(uv: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, torch.ones_like(x)], dim=-1)
 
 
+def crop_focal(focal: float | torch.Tensor | None, res: int,
+               default_224: float = SPIN_FOCAL_224) -> torch.Tensor | float:
+    """Focal lengths (pixels of a ``res`` crop) to project with: ``focal`` where it is known
+    (``> 0``; a float or ``(B,)`` from the samples' calibrated cameras), elsewhere SPIN's
+    convention ``default_224 * res / 224``."""
+    default = default_224 * res / 224.0
+    if focal is None:
+        return default
+    f = torch.as_tensor(focal)
+    if f.dim() == 0:
+        return float(f) if float(f) > 0 else default
+    return torch.where(f > 0, f, torch.full_like(f, default))
+
+
 def perspective_vertices(
-    vertices: torch.Tensor, cam: torch.Tensor, res: int, focal_224: float = SPIN_FOCAL_224
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Camera-frame vertices and intrinsics of SPIN's perspective camera for a ``res`` crop
-    (focal ``focal_224 * res / 224``), from the predicted weak-perspective ``cam``."""
-    focal = focal_224 * res / 224.0
-    t = weak_to_perspective_translation(cam, focal, res)
-    k = intrinsics(focal, res, dtype=vertices.dtype, device=vertices.device)
-    return vertices + t[:, None, :], k, focal
+    vertices: torch.Tensor, cam: torch.Tensor, res: int,
+    focal: float | torch.Tensor | None = None, focal_224: float = SPIN_FOCAL_224,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
+    """Camera-frame vertices and intrinsics ``(B, 3, 3)`` of the perspective camera of a ``res``
+    crop for the predicted weak-perspective ``cam``: focal ``focal`` where known (see
+    :func:`crop_focal`), else SPIN's ``focal_224 * res / 224``. Returns the focal lengths too."""
+    f = crop_focal(focal, res, focal_224)
+    f_t = torch.as_tensor(f, dtype=vertices.dtype, device=vertices.device)
+    t = weak_to_perspective_translation(cam, f_t, res)
+    k = batched_intrinsics(f_t, res, vertices.shape[0], dtype=vertices.dtype,
+                           device=vertices.device)
+    return vertices + t[:, None, :], k, f

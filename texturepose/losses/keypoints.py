@@ -2,35 +2,18 @@
 
 Normalised crop coordinates span [-1, 1] over the crop: ``x_n = 2 u / res - 1`` for a crop pixel
 coordinate ``u`` (pixel centres at ``j + 0.5``, as ``data/crops.py`` and ``geometry/cameras.py``).
-The network's weak-perspective camera ``(s, tx, ty)`` projects camera-oriented body points as
-``x_n = s (X + tx)``, ``y_n = s (Y + ty)`` (SPIN); the perspective option puts the body at SPIN's
-equivalent depth ``t_z = 2 f / (res s)`` and projects with focal length ``f``.
+The projections (weak perspective, and perspective with the crop's focal length at SPIN's
+equivalent depth ``t_z = 2 f / (res s)``) live in :mod:`texturepose.geometry.cameras`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from texturepose.geometry.cameras import (
-    SPIN_FOCAL_224,
-    intrinsics,
-    project,
-    weak_to_perspective_translation,
-)
+from texturepose.geometry.cameras import weak_perspective_project
 
-
-def weak_perspective_project(points: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
-    """``(B, K, 3)`` camera-oriented points and ``(B, 3)`` cameras -> ``(B, K, 2)`` in [-1, 1]."""
-    return cam[:, None, :1] * (points[..., :2] + cam[:, None, 1:])
-
-
-def perspective_project(
-    points: torch.Tensor, cam: torch.Tensor, focal: float = SPIN_FOCAL_224, res: int = 224
-) -> torch.Tensor:
-    """Perspective projection at SPIN's equivalent depth, in normalised crop coordinates."""
-    t = weak_to_perspective_translation(cam, focal, res)
-    k = intrinsics(focal, res, dtype=points.dtype, device=points.device)
-    return pixels_to_normalized(project(points + t[:, None, :], k), res)
+__all__ = ["weak_perspective_project", "keypoint_2d_loss", "keypoint_heatmap_loss",
+           "pixels_to_normalized", "normalized_to_pixels"]
 
 
 def pixels_to_normalized(uv: torch.Tensor, res: int) -> torch.Tensor:
@@ -67,3 +50,21 @@ def keypoint_2d_loss(
     # nor the gradient can pick the NaN up.
     gt = torch.where(conf > 0, target[..., :2], torch.zeros_like(target[..., :2]))
     return (conf * (pred - gt).pow(2)).mean()
+
+
+def keypoint_heatmap_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Confidence-weighted L1 error of the keypoint head's soft-argmax coordinates ``(B, K, 2)``
+    against the annotations ``(B, K, 3)`` (as :func:`keypoint_2d_loss`; L1 as in integral
+    regression, which converges better than L2 for soft-argmax coordinates)."""
+    if pred.shape[:-1] != target.shape[:-1] or pred.shape[-1] != 2 or target.shape[-1] != 3:
+        raise ValueError(
+            f"keypoint_heatmap_loss: pred must be (B, K, 2) and target (B, K, 3), got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    conf = target[..., 2:]
+    if mask is not None:
+        conf = conf * mask.to(conf)[:, None]
+    gt = torch.where(conf > 0, target[..., :2], torch.zeros_like(target[..., :2]))
+    return (conf * (pred - gt).abs()).mean()
