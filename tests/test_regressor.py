@@ -11,6 +11,7 @@ import torch
 
 from texturepose.geometry.rotations import axis_angle_to_matrix, rot6d_to_matrix
 from texturepose.losses.keypoints import keypoint_2d_loss, weak_perspective_project
+from texturepose.models.keypoint_head import soft_argmax
 from texturepose.models.mean_params import (
     compute_mean_params,
     load_mean_params,
@@ -209,3 +210,45 @@ def test_mean_params_put_anny_upright_facing_the_camera(anny_body):
     assert kp[INDEX["nose"], 2] < kp[INDEX["head"], 2]  # camera z looks into the scene
     known = anny_body.keypoint_mask
     assert (xy[known].abs() < 1).all()  # the whole body is inside the crop
+
+
+def test_soft_argmax_of_a_peak_is_its_cell_centre():
+    logits = torch.full((1, 2, 4, 8), -50.0)
+    logits[0, 0, 1, 6] = 50.0  # row 1, column 6 of an 8 x 4 grid
+    logits[0, 1] = 0.0  # flat: the centre, no confidence
+    xy, conf = soft_argmax(logits)
+    torch.testing.assert_close(xy[0, 0], torch.tensor([2 * 6.5 / 8 - 1, 2 * 1.5 / 4 - 1]))
+    torch.testing.assert_close(xy[0, 1], torch.zeros(2), atol=1e-6, rtol=0)
+    assert float(conf[0, 0]) == pytest.approx(1 - 1 / 32)
+    assert float(conf[0, 1]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_keypoint_head_with_feedback():
+    """The keypoint head's outputs and the residual feedback, which needs the body's keypoints;
+    the backbone's frozen stages get no gradient."""
+    cfg = RegressorConfig(backbone="resnet18", dropout=0.0, hidden=64, head="keypoints",
+                          feedback=True, frozen_stages=2)
+    model = Regressor(cfg, J, S, _mean_params())
+    images = torch.rand(2, 3, 64, 64)
+    with pytest.raises(ValueError, match="keypoints_fn"):
+        model(images)
+    calls = []
+
+    def keypoints_fn(rotmats, shape):
+        calls.append(rotmats.shape)
+        return torch.zeros(len(rotmats), 30, 3) + rotmats[:, :1, 0, :] + shape[:, None, :3]
+
+    out = model(images, keypoints_fn=keypoints_fn)
+    assert out["keypoints_2d"].shape == (2, 30, 2) and out["keypoint_confidence"].shape == (2, 30)
+    assert (out["keypoints_2d"].abs() <= 1).all()
+    assert len(calls) == cfg.iterations and calls[0] == (2, J, 3, 3)
+    (out["cam"].sum() + out["keypoints_2d"].sum()).backward()
+    assert model.backbone.conv1.weight.grad is None
+    assert model.backbone.layer1[0].conv1.weight.grad is None
+    assert model.backbone.layer2[0].conv1.weight.grad is not None
+    assert model.keypoint_head.logits.weight.grad is not None
+    assert model.keypoint_head.logits.bias is None
+    with pytest.raises(ValueError, match="feedback needs model.head: keypoints"):
+        RegressorConfig(backbone="resnet18", feedback=True)
+    with pytest.raises(ValueError, match="model.head = 'heat'"):
+        RegressorConfig(backbone="resnet18", head="heat")

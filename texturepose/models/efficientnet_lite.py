@@ -32,6 +32,9 @@ LITE0_STAGES = (
     (1, 3, 1, 6, 192, 320),
 )
 _BN = {"eps": 1e-3, "momentum": 0.01}  # TF's epsilon 1e-3 and decay 0.99
+#: Block index after which each feature map of ``feature_maps`` is taken (stride 8: the end of
+#: the third stage; stride 16: the end of the fifth; stride 32 is the last block).
+_MAP_AFTER_BLOCK = {4: "s8", 10: "s16"}
 
 
 class SameConv2d(nn.Conv2d):
@@ -93,17 +96,38 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = SameConv2d(320, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, **_BN)
         self.feature_dim = 1280
+        #: channels of the stride-8, -16 and -32 maps of :meth:`feature_maps`
+        self.map_channels = {"s8": 40, "s16": 112, "s32": 320}
         self._fc = nn.Linear(1280, num_classes) if num_classes else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` normalised images -> ``(B, 1280)`` pooled features."""
+        return self.feature_maps(x)["pooled"]
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The last maps at strides 8, 16 and 32 (``s8``: 40, ``s16``: 112, ``s32``: 320
+        channels) and the pooled 1280-d vector of the head convolution."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        maps = {}
+        for i, block in enumerate(self._blocks):
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
-        return x.mean(dim=(2, 3))
+            if i in _MAP_AFTER_BLOCK:
+                maps[_MAP_AFTER_BLOCK[i]] = x
+        maps["s32"] = x
+        maps["pooled"] = F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
+        return maps
+
+    def frozen_prefix(self, count: int) -> list[nn.Module]:
+        """The first ``count`` stages (stem, then LITE0_STAGES in order), for freezing."""
+        stages: list[nn.Module] = [nn.ModuleList([self._conv_stem, self._bn0])]
+        start = 0
+        for repeats, *_ in LITE0_STAGES:
+            stages.append(nn.ModuleList(self._blocks[start : start + repeats]))
+            start += repeats
+        return stages[:count]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)

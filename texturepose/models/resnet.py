@@ -116,6 +116,9 @@ class ResNet(nn.Module):
             blocks += [block(cin, width) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.feature_dim = cin
+        e = block.expansion
+        #: channels of the stride-8, -16 and -32 maps of :meth:`feature_maps`
+        self.map_channels = {"s8": 128 * e, "s16": 256 * e, "s32": 512 * e}
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes) if num_classes else None
         self._init_weights()
@@ -131,9 +134,21 @@ class ResNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised images -> ``(B, feature_dim)`` pooled features."""
+        return self.feature_maps(x)["pooled"]
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The stride-8, -16 and -32 maps (``s8``, ``s16``, ``s32``) and the pooled vector."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
+        s8 = self.layer2(self.layer1(x))
+        s16 = self.layer3(s8)
+        s32 = self.layer4(s16)
+        return {"s8": s8, "s16": s16, "s32": s32, "pooled": torch.flatten(self.avgpool(s32), 1)}
+
+    def frozen_prefix(self, count: int) -> list[nn.Module]:
+        """The first ``count`` stages (stem, layer1, ...), for freezing early layers."""
+        stages = [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3,
+                  self.layer4]
+        return stages[:count]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
