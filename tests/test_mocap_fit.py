@@ -9,12 +9,13 @@ import torch
 
 from texturepose.data.keypoints import INDEX
 from texturepose.data.mocap_fit import (
-    AnnyKeypoints,
     FitConfig,
     fit_bvh_clip,
+    fit_clips,
     fit_keypoints,
     kabsch,
     sample_frames,
+    weighted_kabsch,
 )
 from texturepose.data.mocap_io import MocapClipPoses, MocapFileError, read_mocap_h5, write_mocap_h5
 from texturepose.data.mocap_skeletons import SKELETONS
@@ -49,12 +50,17 @@ def test_sample_frames():
 
 
 def test_fast_keypoints_match_the_full_model(anny_body):
+    """AnnyKeypointPath (no skinning) against the full model: values and gradients, for one
+    shape per sample, one shared shape and per-clip shapes picked by an index."""
     rot, shape = _random_pose(anny_body, 3, seed=2)
+    shapes = torch.stack([shape, 1.0 - shape])
+    index = torch.tensor([1, 0, 1])
     target = torch.randn(3, 30, 3, generator=torch.Generator().manual_seed(5)) * 0.1
     grads = []
-    for fn in (AnnyKeypoints(anny_body), lambda r, s: anny_body(r, s.expand(3, -1)).keypoints):
+    for fn in (lambda r, s: anny_body.keypoints(r, s, index),
+               lambda r, s: anny_body(r, s[index]).keypoints):
         x = matrix_to_rot6d(rot).requires_grad_(True)
-        s = shape.clone().requires_grad_(True)
+        s = shapes.clone().requires_grad_(True)
         kp = fn(rot6d_to_matrix(x), s)
         ((kp - target) ** 2).sum().backward()
         grads.append((kp.detach(), x.grad, s.grad))
@@ -62,8 +68,51 @@ def test_fast_keypoints_match_the_full_model(anny_body):
     torch.testing.assert_close(kp_f, kp_m, atol=1e-4, rtol=0)
     torch.testing.assert_close(gx_f, gx_m, atol=2e-3, rtol=1e-3)
     torch.testing.assert_close(gs_f, gs_m, atol=2e-3, rtol=1e-3)
-    with torch.no_grad():  # the cached fixed-shape form gives the same values
-        torch.testing.assert_close(AnnyKeypoints(anny_body, shape)(rot), kp_m, atol=1e-4, rtol=0)
+    with torch.no_grad():  # a shared (S,) shape and per-sample (B, S) shapes agree too
+        torch.testing.assert_close(anny_body.keypoints(rot, shape.expand(3, -1)),
+                                   anny_body(rot, shape.expand(3, -1)).keypoints, atol=1e-4,
+                                   rtol=0)
+        torch.testing.assert_close(anny_body._keypoint_path(rot, shape),
+                                   anny_body(rot, shape.expand(3, -1)).keypoints, atol=1e-4,
+                                   rtol=0)
+
+
+def test_weighted_kabsch_ignores_zero_weight_points():
+    g = torch.Generator().manual_seed(1)
+    src = torch.randn(2, 6, 3, generator=g)
+    r = roma.random_rotmat(2)
+    dst = src @ r.transpose(1, 2) + torch.tensor([0.3, -1.0, 2.0])
+    dst[:, -1] += 5.0  # an outlier, weighted out
+    w = torch.ones(2, 6)
+    w[:, -1] = 0.0
+    rr, tt = weighted_kabsch(src, dst, w)
+    torch.testing.assert_close(rr, r, atol=1e-5, rtol=0)
+    torch.testing.assert_close(tt, torch.tensor([0.3, -1.0, 2.0]).expand(2, 3), atol=1e-5,
+                               rtol=0)
+
+
+def test_batched_fit_recovers_two_clips_with_their_own_shapes(anny_body):
+    """The batched method fits every clip at once, one shape each, as well as clip by clip."""
+    mask = np.zeros(30, bool)
+    mask[[INDEX[n] for n in BVH_POINTS]] = True
+    clips, shapes = [], []
+    for seed in (3, 4):
+        rot, shape = _random_pose(anny_body, 3, seed=seed)
+        with torch.no_grad():
+            kp = anny_body(rot, shape.expand(3, -1)).keypoints + torch.tensor([0.5, 0.95, -2.0])
+        clips.append(kp.numpy())
+        shapes.append(shape)
+    cfg = FitConfig(iters_shape=60, iters=250)
+    batched = fit_clips(anny_body, clips, [mask, mask], cfg)
+    one_by_one = fit_clips(anny_body, clips, [mask, mask], FitConfig(method="clip",
+                                                                     iters_shape=60, iters=250))
+    for res, ref in zip(batched, one_by_one, strict=True):
+        assert res.rotmats.shape == (3, anny_body.num_joints, 3, 3)
+        assert res.summary()["mean_mm"] < 6.0, res.summary()
+        assert res.summary()["mean_mm"] < ref.summary()["mean_mm"] + 2.0
+    assert not np.allclose(batched[0].shape, batched[1].shape, atol=1e-3)
+    with pytest.raises(ValueError, match="too few keypoints"):
+        fit_clips(anny_body, clips[:1], [np.zeros(30, bool)], cfg)
 
 
 def test_fit_recovers_a_known_pose(anny_body):

@@ -18,6 +18,8 @@ Errors are :class:`BvhError` naming the file and the line.
 
 from __future__ import annotations
 
+import gzip
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -112,12 +114,16 @@ class BvhClip:
 def read_bvh(
     path: str | os.PathLike, units: str = "auto", position_mode: str = "replace"
 ) -> BvhClip:
-    """Parse a BVH file. ``units``: a key of :data:`UNITS`, or ``auto`` to guess from body size;
-    ``position_mode``: see :class:`BvhClip`."""
+    """Parse a BVH file (``.bvh``, or gzip-compressed ``.bvh.gz``). ``units``: a key of
+    :data:`UNITS`, or ``auto`` to guess from body size; ``position_mode``: see :class:`BvhClip`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        else:
+            text = path.read_text(encoding="utf-8", errors="replace")
+    except (OSError, EOFError) as e:
         raise BvhError(path, None, f"cannot read the file ({e})") from e
     lines = text.splitlines()
     clip, motion_line = _parse_hierarchy(path, lines)

@@ -3,24 +3,33 @@
 Targets are superset keypoints ``(T, K, 3)`` in metres in a Y-up world (see
 :func:`texturepose.data.mocap_skeletons.mocap_keypoints`). Per frame we optimise one 6D rotation per
 body joint and a translation; per clip one shape vector (no free scale: a taller actor gets a
-taller shape). Frames go through in chunks, in time order; the first chunk fits shape and pose
-together, later chunks keep the shape and start from the previous chunk's last pose.
+taller shape).
+
+Two methods (``FitConfig.method``):
+
+* ``batched`` (the default): every frame of every clip in one optimisation. First each clip's
+  shape, with the poses, on ``shape_frames`` frames spread over the clip (all clips together);
+  then every frame's pose with the shapes fixed. The problem is a sum of independent per-frame
+  terms, so one L-BFGS run over all of them converges like one run per frame while each
+  evaluation is one batched keypoint pass (:meth:`BodyModel.keypoints`, Anny's skinning-free
+  path) instead of hundreds of small ones: ``bench/mocap.py`` measures both methods.
+* ``clip``: clip by clip, in chunks of ``chunk`` frames in time order, each chunk starting from
+  the previous chunk's last pose (the method before the batched one; kept for comparison).
 
 Initialisation: the global orientation and translation of every frame come from a Kabsch
-alignment of the rest body's torso keypoints to the frame's, so Adam only has to bend limbs.
-A small prior pulls non-root joints towards rest: twists that no keypoint sees stay near rest
-instead of drifting.
+alignment of the rest body's torso keypoints to the frame's, so the optimiser only has to bend
+limbs. A small prior pulls non-root joints towards rest: twists that no keypoint sees stay near
+rest instead of drifting.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import roma
 import torch
 
 from texturepose.body.base import BodyModel
@@ -30,26 +39,33 @@ from texturepose.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 log = logging.getLogger(__name__)
 
 TORSO = ("pelvis", "l_hip", "r_hip", "l_shoulder", "r_shoulder", "thorax", "spine", "neck")
+METHODS = ("batched", "clip")
 
 
 @dataclass
 class FitConfig:
     """Optimisation settings (params.yaml ``mocap.fit``)."""
 
-    iters_shape: int = 60  # evaluations fitting shape + pose on a clip's first chunk
-    shape_frames: int = 8  # frames of the first chunk that the shape is fitted on
-    # Anny: exact keypoints without skinning the whole mesh (AnnyKeypoints); False: full model.
+    method: str = "batched"  # see the module docstring
+    iters_shape: int = 60  # evaluations fitting shape + pose on the shape frames
+    shape_frames: int = 8  # frames per clip that the shape is fitted on
+    # True: the body's keypoint path (BodyModel.keypoints: skinning-free for Anny); False: the
+    # full model (slower; for comparison in bench/mocap.py).
     fast_keypoints: bool = True
-    # Torch threads while fitting (0: leave torch's setting). The tensors are small (frames x 104
-    # bones): on a 2-core machine busy with other jobs, 2 threads ran 8-30x slower than 1; on an
-    # idle one 1.5x faster (bench/mocap.py). 1 is the safe default.
+    # Torch threads while fitting (0: leave torch's setting).
     threads: int = 1
-    iters: int = 150  # evaluations per chunk with the shape fixed
+    iters: int = 150  # evaluations fitting the poses with the shapes fixed
     optimizer: str = "lbfgs"  # "lbfgs" (fewer model evaluations) or "adam"
     lr: float = 0.05  # Adam only
-    chunk: int = 32  # frames per optimisation batch
+    chunk: int = 32  # frames per optimisation batch of the ``clip`` method
     pose_prior: float = 1e-4  # weight of sum_j ||R_j - I||^2 (non-root joints), in m^2 units
     shape_prior: float = 1e-4  # weight of ||shape - mean_shape||^2
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"mocap.fit.method = {self.method!r} must be one of {METHODS}")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ValueError(f"mocap.fit.optimizer = {self.optimizer!r} must be lbfgs or adam")
 
 
 @dataclass
@@ -65,73 +81,6 @@ class FitResult:
         return {"mean_mm": float(np.mean(e)), "p95_mm": float(np.percentile(e, 95))}
 
 
-class AnnyKeypoints:
-    """Exact Anny keypoints for a batch of poses sharing one shape, without skinning the mesh.
-
-    Keypoints are fixed vertex combinations and Anny skins vertices linearly
-    (``v = sum_b s_vb T_b [v_rest; 1]``), so ``kp_k = sum_b T_b A_kb`` with
-    ``A_kb = sum_v W_kv s_vb [v_rest; 1]``, computed once per shape instead of once per frame.
-    An evaluation then costs one rest model plus Anny's bone kinematics (104 bones) instead of
-    skinning 13,718 vertices per frame; it is also deterministic, where Anny's skinning kernel
-    sums in a varying order (float32 noise that stalls L-BFGS line searches). Differentiable in
-    pose and shape; tests/test_mocap_fit.py checks values and gradients against the full model.
-    With ``shape`` given, that shape's ``A`` is cached and the shape argument of calls ignored.
-    """
-
-    def __init__(self, body: BodyModel, shape: torch.Tensor | None = None) -> None:
-        native = body.native
-        self.body = body
-        skin = torch.zeros(body.num_vertices, len(native.bone_labels))
-        skin.scatter_add_(1, native.vertex_bone_indices.long(), native.vertex_bone_weights.float())
-        # Only vertices some keypoint uses matter: W @ diag(skin) restricted to them.
-        w = body.keypoint_weights.float()
-        self.support = torch.nonzero(w.abs().sum(0) > 0)[:, 0]
-        self.w_skin = torch.einsum("kv,vn->kvn", w[:, self.support], skin[self.support])
-        self.fixed = None
-        if shape is not None:
-            with torch.no_grad():
-                self.fixed = self._rest(shape)
-
-    def _rest(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        native = self.body.native
-        _, pheno, local, face = native.get_tensor_inputs(None, shape[None], None, None)
-        coeffs = native._get_phenotype_blendshape_coefficients(pheno, local, face)
-        rest = native.get_rest_model(coeffs)
-        v = rest["rest_vertices"][0, self.support]  # (Vs, 3), Anny frame
-        vh = torch.cat([v, torch.ones_like(v[:, :1])], 1)
-        a = torch.einsum("kvn,vj->knj", self.w_skin.to(v), vh)  # (K, NB, 4)
-        return rest["rest_bone_poses"], a
-
-    def __call__(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None) -> torch.Tensor:
-        rest_poses, a = self.fixed if self.fixed is not None else self._rest(shape)
-        native = self.body.native
-        pose = self.body.native_pose(rotmats)
-        transforms, _ = native.get_bone_transforms(pose, rest_poses.expand(len(pose), -1, -1, -1))
-        # AnnyBody.native_pose folds the Anny -> canonical frame change into the root's delta,
-        # so the bone transforms already produce canonical coordinates.
-        return torch.einsum("bnij,knj->bki", transforms[..., :3, :], a)
-
-    @torch.no_grad()
-    def matches_body(self, atol: float = 1e-3) -> bool:
-        """Self-check against the full model on a random pose and shape (this class reads Anny
-        internals, so a change in AnnyBody or anny must not silently give wrong keypoints)."""
-        g = torch.Generator().manual_seed(0)
-        body = self.body
-        rot = roma.rotvec_to_rotmat(torch.randn(2, body.num_joints, 3, generator=g) * 0.3)
-        shape = torch.rand(body.num_shape, generator=g).to(body.mean_shape)
-        rot = rot.to(body.mean_shape)
-        full = body(rot, shape.expand(2, -1)).keypoints
-        mine = AnnyKeypoints(body)(rot, shape)
-        err = float((full - mine).abs().max())
-        if err > atol:
-            log.warning(
-                "fast Anny keypoints differ from the model by %.3g m: using the full model "
-                "(slower); AnnyBody or anny changed, update AnnyKeypoints",
-                err,
-            )
-        return err <= atol
-
-
 def shape_bounds(body: BodyModel) -> tuple[float, float] | None:
     """Valid shape range: Anny's phenotypes live in [0, 1]; betas are unbounded."""
     bounds = getattr(body, "shape_bounds", None)
@@ -140,75 +89,40 @@ def shape_bounds(body: BodyModel) -> tuple[float, float] | None:
     return (0.0, 1.0) if body.name == "anny" else None
 
 
-def kabsch(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotations ``(B, 3, 3)`` and translations ``(B, 3)`` with ``dst ~ R @ src + t``.
-
-    ``src``, ``dst``: ``(B, N, 3)``. Reflections are excluded (det R = +1)."""
-    cs, cd = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
-    h = (src - cs).transpose(1, 2) @ (dst - cd)
+def weighted_kabsch(src: torch.Tensor, dst: torch.Tensor,
+                    w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kabsch` with per-point weights ``w (B, N)`` (0 leaves a point out)."""
+    w = w[..., None] / w.sum(1, keepdim=True)[..., None].clamp(min=1e-12)
+    cs, cd = (w * src).sum(1, keepdim=True), (w * dst).sum(1, keepdim=True)
+    h = ((src - cs) * w).transpose(1, 2) @ (dst - cd)
     u, _, vt = torch.linalg.svd(h)
     d = torch.sign(torch.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
     e = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
     r = vt.transpose(1, 2) @ e @ u.transpose(1, 2)
-    t = cd[:, 0] - (r @ cs[:, 0, :, None])[..., 0]
-    return r, t
+    return r, cd[:, 0] - (r @ cs[:, 0, :, None])[..., 0]
 
 
-KeypointFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rotmats, shape (S,)) -> kp
+def kabsch(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotations ``(B, 3, 3)`` and translations ``(B, 3)`` with ``dst ~ R @ src + t``.
+
+    ``src``, ``dst``: ``(B, N, 3)``. Reflections are excluded (det R = +1)."""
+    return weighted_kabsch(src, dst, torch.ones_like(src[..., 0]))
 
 
-def keypoint_fn(
-    body: BodyModel, shape: torch.Tensor | None = None, fast: bool = True
-) -> KeypointFn:
-    """Keypoints of ``body`` as a function of (rotmats, shape (S,)). For Anny (``fast``), the
-    :class:`AnnyKeypoints` path, with ``shape`` fixed when given; else the full model."""
-    if fast and body.name == "anny" and hasattr(body, "native"):
-        if _fast_ok(body):
-            return AnnyKeypoints(body, shape)
-    return lambda rot, shp: body(rot, shp.expand(rot.shape[0], -1)).keypoints
+#: ``(rotmats (B, J, 3, 3), shapes (C, S), shape_index (B,)) -> keypoints (B, K, 3)``
+KeypointFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-_FAST_CHECKED: dict[int, bool] = {}
+def keypoint_fn(body: BodyModel, fast: bool = True) -> KeypointFn:
+    """Keypoints of ``body`` for per-clip shapes: its keypoint path, or the full model."""
+    if fast:
+        return body.keypoints
+    return lambda rot, shapes, index: body(rot, shapes[index]).keypoints
 
 
-def _fast_ok(body: BodyModel) -> bool:
-    if id(body) not in _FAST_CHECKED:
-        _FAST_CHECKED[id(body)] = AnnyKeypoints(body).matches_body()
-    return _FAST_CHECKED[id(body)]
-
-
-def fit_keypoints(
-    body: BodyModel,
-    targets: np.ndarray,
-    mask: np.ndarray,
-    config: FitConfig | None = None,
-    shape_init: np.ndarray | None = None,
-    fit_shape: bool = True,
-) -> FitResult:
-    """Fit ``body`` to ``targets`` (T, K, 3) metres, Y up, on keypoints ``mask`` (K,).
-
-    Returns rotations in the body's convention (first joint = global orientation), the clip's
-    shape, per-frame translations and per-keypoint errors in mm.
-    """
-    cfg = config or FitConfig()
-    previous_threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _fit_keypoints(body, targets, mask, cfg, shape_init, fit_shape)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _fit_keypoints(
-    body: BodyModel,
-    targets: np.ndarray,
-    mask: np.ndarray,
-    cfg: FitConfig,
-    shape_init: np.ndarray | None,
-    fit_shape: bool,
-) -> FitResult:
-    dev, dtype = body.mean_shape.device, body.mean_shape.dtype
+def usable_keypoints(body: BodyModel, mask: np.ndarray) -> np.ndarray:
+    """The keypoints a clip can be fitted on (mapped by its rig and regressed by the body);
+    raises ``ValueError`` when they are too few (6, of which 3 torso points)."""
     use = np.asarray(mask, bool) & body.keypoint_mask.cpu().numpy().astype(bool)
     torso = [INDEX[n] for n in TORSO if use[INDEX[n]]]
     if use.sum() < 6 or len(torso) < 3:
@@ -216,107 +130,179 @@ def _fit_keypoints(
             f"too few keypoints to fit: {int(use.sum())} usable (need 6), torso points "
             f"{len(torso)} (need 3 of {TORSO})"
         )
-    if targets.ndim != 3 or targets.shape[1:] != (len(use), 3) or len(targets) == 0:
-        raise ValueError(f"targets must be (T>0, {len(use)}, 3), got {targets.shape}")
-    n_frames = targets.shape[0]
-    tgt_all = torch.as_tensor(targets, dtype=dtype, device=dev)
-    use_t = torch.as_tensor(use, device=dev)
+    return use
+
+
+def fit_keypoints(
+    body: BodyModel, targets: np.ndarray, mask: np.ndarray, config: FitConfig | None = None
+) -> FitResult:
+    """Fit ``body`` to one clip's ``targets`` (T, K, 3) metres, Y up, on keypoints ``mask``
+    (K,). Returns rotations in the body's convention (first joint = global orientation), the
+    clip's shape, per-frame translations and per-keypoint errors in mm."""
+    return fit_clips(body, [targets], [mask], config)[0]
+
+
+def fit_clips(
+    body: BodyModel,
+    targets: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    config: FitConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[FitResult]:
+    """Fit ``body`` to several clips (``targets[c]`` ``(T_c, K, 3)``, ``masks[c]`` ``(K,)``),
+    one shape per clip, with ``config.method``. Raises ``ValueError`` for a clip that cannot
+    be fitted (check clips with :func:`usable_keypoints` first to skip them instead)."""
+    cfg = config or FitConfig()
+    for t in targets:
+        if t.ndim != 3 or t.shape[1:] != (len(body.keypoint_mask), 3) or len(t) == 0:
+            raise ValueError(f"targets must be (T>0, {len(body.keypoint_mask)}, 3), got "
+                             f"{t.shape}")
+    uses = [usable_keypoints(body, m) for m in masks]
+    previous_threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        if cfg.method == "clip":
+            return [_fit_clip_chunks(body, t, u, cfg) for t, u in zip(targets, uses, strict=True)]
+        return _fit_batched(body, targets, uses, cfg, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _fit_batched(body: BodyModel, targets: Sequence[np.ndarray], uses: list[np.ndarray],
+                 cfg: FitConfig, progress: Callable[[str], None] | None) -> list[FitResult]:
+    dev, dtype = body.mean_shape.device, body.mean_shape.dtype
+    fn = keypoint_fn(body, cfg.fast_keypoints)
+    counts = [len(t) for t in targets]
+    tgt = torch.as_tensor(np.concatenate(targets), dtype=dtype, device=dev)
+    w = torch.as_tensor(np.repeat(np.stack(uses), counts, 0), dtype=dtype, device=dev)
+    clip_of = torch.repeat_interleave(torch.arange(len(targets), device=dev),
+                                      torch.as_tensor(counts, device=dev))
     bounds = shape_bounds(body)
-    shape = (
-        torch.as_tensor(shape_init, dtype=dtype, device=dev)
-        if shape_init is not None
-        else body.mean_shape.clone()
-    )
-    rot_out = torch.empty(n_frames, body.num_joints, 3, 3, dtype=dtype, device=dev)
-    trans_out = torch.empty(n_frames, 3, dtype=dtype, device=dev)
-    fixed: KeypointFn | None = None if fit_shape else keypoint_fn(body, shape, cfg.fast_keypoints)
-    prev_pose: torch.Tensor | None = None  # (J, 3, 3) last fitted frame
-    for start in range(0, n_frames, cfg.chunk):
-        tgt = tgt_all[start : start + cfg.chunk]
-        init = _initial_pose(body, tgt, torso, shape, prev_pose)
-        if fixed is None:
-            # First chunk: shape and pose together on a few spread frames (a free shape costs a
-            # rest model per evaluation); then every frame with the shape fixed.
+    shapes = body.mean_shape.expand(len(targets), -1).clone()
+    # 1. Shapes with the poses of a few frames per clip, every clip at once.
+    starts = np.cumsum([0, *counts[:-1]])
+    sub = np.concatenate([
+        s + np.unique(np.linspace(0, n - 1, min(cfg.shape_frames, n)).round().astype(np.int64))
+        for s, n in zip(starts, counts, strict=True)])
+    sub = torch.as_tensor(sub, device=dev)
+    init_r, init_t = _kabsch_init(body, fn, tgt[sub], w[sub], shapes, clip_of[sub])
+    if progress:
+        progress("shape")
+    rot_s, trans_s, shapes = _optimise(fn, tgt[sub], w[sub], clip_of[sub], init_r, init_t,
+                                       shapes, body.mean_shape, cfg, cfg.iters_shape, bounds,
+                                       fit_shape=True)
+    # 2. Every frame's pose with the shapes fixed (the shape frames start from step 1).
+    init_r, init_t = _kabsch_init(body, fn, tgt, w, shapes, clip_of)
+    init_r[sub], init_t[sub] = rot_s, trans_s
+    if progress:
+        progress("pose")
+    rot, trans, _ = _optimise(fn, tgt, w, clip_of, init_r, init_t, shapes, body.mean_shape,
+                              cfg, cfg.iters, bounds, fit_shape=False)
+    with torch.no_grad():
+        err = ((fn(rot, shapes, clip_of) + trans[:, None] - tgt).norm(dim=-1) * 1000.0)
+    return [_result(rot[a:a + n], shapes[c], trans[a:a + n], err[a:a + n], uses[c])
+            for c, (a, n) in enumerate(zip(starts, counts, strict=True))]
+
+
+def _fit_clip_chunks(body: BodyModel, targets: np.ndarray, use: np.ndarray,
+                     cfg: FitConfig) -> FitResult:
+    """The ``clip`` method: chunks in time order, each from the previous chunk's last pose."""
+    dev, dtype = body.mean_shape.device, body.mean_shape.dtype
+    fn = keypoint_fn(body, cfg.fast_keypoints)
+    tgt_all = torch.as_tensor(targets, dtype=dtype, device=dev)
+    w_all = torch.as_tensor(use, dtype=dtype, device=dev).expand(len(targets), -1)
+    bounds = shape_bounds(body)
+    shapes = body.mean_shape[None].clone()
+    rot_out, trans_out = [], []
+    prev: torch.Tensor | None = None
+    for start in range(0, len(targets), cfg.chunk):
+        tgt, w = tgt_all[start : start + cfg.chunk], w_all[start : start + cfg.chunk]
+        index = torch.zeros(len(tgt), dtype=torch.long, device=dev)
+        init_r, init_t = _kabsch_init(body, fn, tgt, w, shapes, index, prev)
+        if start == 0:
             sub = np.unique(np.linspace(0, len(tgt) - 1, min(cfg.shape_frames, len(tgt))).round())
             sub = torch.as_tensor(sub.astype(np.int64), device=dev)
-            rot_s, trans_s, shape = _fit_chunk(
-                keypoint_fn(body, None, cfg.fast_keypoints), tgt[sub], use_t,
-                (init[0][sub], init[1][sub], shape),
-                body.mean_shape, cfg, cfg.iters_shape, bounds, fit_shape=True,
-            )  # fmt: skip
-            init[0][sub], init[1][sub] = rot_s, trans_s
-            fixed = keypoint_fn(body, shape, cfg.fast_keypoints)
-        rot, trans, _ = _fit_chunk(
-            fixed, tgt, use_t, init, shape, cfg, cfg.iters, bounds, fit_shape=False
-        )
-        rot_out[start : start + len(tgt)] = rot
-        trans_out[start : start + len(tgt)] = trans
-        prev_pose = rot[-1]
+            rs, ts, shapes = _optimise(fn, tgt[sub], w[sub], index[sub], init_r[sub],
+                                       init_t[sub], shapes, body.mean_shape, cfg,
+                                       cfg.iters_shape, bounds, fit_shape=True)
+            init_r, init_t = _kabsch_init(body, fn, tgt, w, shapes, index, prev)
+            init_r[sub], init_t[sub] = rs, ts
+        rot, trans, _ = _optimise(fn, tgt, w, index, init_r, init_t, shapes, body.mean_shape,
+                                  cfg, cfg.iters, bounds, fit_shape=False)
+        rot_out.append(rot)
+        trans_out.append(trans)
+        prev = rot[-1]
+    rot, trans = torch.cat(rot_out), torch.cat(trans_out)
+    index = torch.zeros(len(targets), dtype=torch.long, device=dev)
     with torch.no_grad():
-        kp = torch.cat(
-            [fixed(rot_out[i : i + cfg.chunk], shape) for i in range(0, n_frames, cfg.chunk)]
-        )
-        err = ((kp + trans_out[:, None] - tgt_all).norm(dim=-1) * 1000.0).cpu().numpy()
-    err[:, ~use] = np.nan
-    return FitResult(
-        rotmats=rot_out.cpu().numpy().astype(np.float32),
-        shape=shape.cpu().numpy().astype(np.float32),
-        translation=trans_out.cpu().numpy().astype(np.float32),
-        errors_mm=err.astype(np.float32),
-        mask=use,
-    )
+        err = (fn(rot, shapes, index) + trans[:, None] - tgt_all).norm(dim=-1) * 1000.0
+    return _result(rot, shapes[0], trans, err, use)
+
+
+def _result(rot: torch.Tensor, shape: torch.Tensor, trans: torch.Tensor, err: torch.Tensor,
+            use: np.ndarray) -> FitResult:
+    e = err.cpu().numpy().astype(np.float32)
+    e[:, ~use] = np.nan
+    return FitResult(rotmats=rot.cpu().numpy().astype(np.float32),
+                     shape=shape.cpu().numpy().astype(np.float32),
+                     translation=trans.cpu().numpy().astype(np.float32), errors_mm=e, mask=use)
 
 
 @torch.no_grad()
-def _initial_pose(
-    body: BodyModel,
-    tgt: torch.Tensor,
-    torso: list[int],
-    shape: torch.Tensor,
-    prev_pose: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Previous chunk's last pose (or rest) for the limbs; root and translation by Kabsch."""
+def _kabsch_init(
+    body: BodyModel, fn: KeypointFn, tgt: torch.Tensor, w: torch.Tensor, shapes: torch.Tensor,
+    index: torch.Tensor, prev_pose: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Limbs at rest (or ``prev_pose``); root and translation per frame by Kabsch of the
+    frame's clip's rest torso keypoints onto the frame's."""
     b = tgt.shape[0]
     pose = body.rest_rotmats(1) if prev_pose is None else prev_pose[None].clone()
     pose[:, 0] = torch.eye(3, dtype=tgt.dtype, device=tgt.device)
-    ref = body(pose, shape[None]).keypoints[0]
-    r0, t0 = kabsch(ref[torso].expand(b, -1, -1), tgt[:, torso])
+    ref = fn(pose.expand(len(shapes), -1, -1, -1), shapes,
+             torch.arange(len(shapes), device=tgt.device))[index]  # (B, K, 3)
+    torso = torch.tensor([INDEX[n] for n in TORSO], device=tgt.device)
+    wt = w[:, torso]
+    r0, t0 = weighted_kabsch(ref[:, torso], tgt[:, torso], wt)
     init = pose.expand(b, -1, -1, -1).clone()
     init[:, 0] = r0
-    return init, t0, shape
+    return init, t0
 
 
-def _fit_chunk(
+def _optimise(
     fn: KeypointFn,
     tgt: torch.Tensor,
-    use: torch.Tensor,
-    init: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    w: torch.Tensor,
+    index: torch.Tensor,
+    init_rot: torch.Tensor,
+    init_trans: torch.Tensor,
+    shapes: torch.Tensor,
     mean_shape: torch.Tensor,
     cfg: FitConfig,
     iters: int,
     bounds: tuple[float, float] | None,
     fit_shape: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Minimise the summed per-frame keypoint error (mean over frames) plus the priors."""
     b = tgt.shape[0]
-    x6 = matrix_to_rot6d(init[0]).clone().requires_grad_(True)
-    trans = init[1].clone().requires_grad_(True)
+    x6 = matrix_to_rot6d(init_rot).clone().requires_grad_(True)
+    trans = init_trans.clone().requires_grad_(True)
     params = [x6, trans]
     # Bounded shapes (Anny phenotypes) are optimised through a sigmoid so no step leaves the box.
-    z = _to_free(init[2], bounds).clone().requires_grad_(fit_shape)
+    z = _to_free(shapes, bounds).clone().requires_grad_(fit_shape)
     if fit_shape:
         params.append(z)
     eye = torch.eye(3, dtype=tgt.dtype, device=tgt.device)
-    w = use.to(tgt.dtype)
 
     def closure() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         rot = rot6d_to_matrix(x6)
         shp = _from_free(z, bounds)
-        kp = fn(rot, shp) + trans[:, None]
+        kp = fn(rot, shp, index) + trans[:, None]
         loss = (((kp - tgt) ** 2).sum(-1) * w).sum() / b
         loss = loss + cfg.pose_prior * ((rot[:, 1:] - eye) ** 2).sum() / b
         if fit_shape:
-            loss = loss + cfg.shape_prior * ((shp - mean_shape) ** 2).sum()
+            loss = loss + cfg.shape_prior * ((shp - mean_shape) ** 2).sum(-1).mean()
         loss.backward()
         return loss
 
@@ -332,12 +318,10 @@ def _fit_chunk(
             tolerance_change=1e-14,
         )
         opt.step(closure)
-    elif cfg.optimizer == "adam":
+    else:
         opt = torch.optim.Adam(params, lr=cfg.lr)
         for _ in range(iters):
             opt.step(closure)
-    else:
-        raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {cfg.optimizer!r}")
     with torch.no_grad():
         return rot6d_to_matrix(x6), trans.detach(), _from_free(z, bounds).detach()
 
@@ -367,6 +351,32 @@ def sample_frames(num_frames: int, fps: float, target_fps: float, max_frames: in
     return frames
 
 
+def read_clip_targets(
+    path: str | Path, target_fps: float = 10.0, max_frames: int = 32
+) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """One BVH's superset keypoint targets ``(T, K, 3)``, their mask ``(K,)`` and the clip's
+    facts (skeleton name, fps, frames used). Raises ``BvhError`` (bad file) or
+    ``UnknownSkeletonError`` (no joint map) for the caller to skip and count."""
+    from texturepose.data.bvh import read_bvh
+    from texturepose.data.mocap_skeletons import detect_skeleton, mocap_keypoints
+
+    clip = read_bvh(path, units="auto")
+    skeleton = detect_skeleton(clip)
+    if clip.units != skeleton.units:
+        log.warning("%s: body size suggests %s, the %s map says %s; using %s", path, clip.units,
+                    skeleton.name, skeleton.units, skeleton.units)
+        clip = read_bvh(path, units=skeleton.units)
+    frames = sample_frames(clip.num_frames, clip.fps, target_fps, max_frames)
+    targets, mask = mocap_keypoints(clip, skeleton, frames)
+    info = {
+        "skeleton": skeleton.name,
+        "fps": clip.fps,
+        "frames": frames,
+        "sample_fps": clip.fps / max(1, int(round(clip.fps / target_fps))),
+    }
+    return targets, mask, info
+
+
 def fit_bvh_clip(
     path: str | Path,
     body: BodyModel,
@@ -374,33 +384,7 @@ def fit_bvh_clip(
     max_frames: int = 32,
     config: FitConfig | None = None,
 ) -> tuple[FitResult, dict[str, object]]:
-    """Read one BVH, map its skeleton to keypoints and fit ``body``.
-
-    Returns the fit and the clip's facts (skeleton name, fps, frames used). Raises ``BvhError``
-    (bad file) or ``UnknownSkeletonError`` (no joint map) for the caller to skip and count.
-    """
-    from texturepose.data.bvh import read_bvh
-    from texturepose.data.mocap_skeletons import detect_skeleton, mocap_keypoints
-
-    clip = read_bvh(path, units="auto")
-    skeleton = detect_skeleton(clip)
-    if clip.units != skeleton.units:
-        log.warning(
-            "%s: body size suggests %s, the %s map says %s; using %s",
-            path,
-            clip.units,
-            skeleton.name,
-            skeleton.units,
-            skeleton.units,
-        )
-        clip = read_bvh(path, units=skeleton.units)
-    frames = sample_frames(clip.num_frames, clip.fps, target_fps, max_frames)
-    targets, mask = mocap_keypoints(clip, skeleton, frames)
-    result = fit_keypoints(body, targets, mask, config)
-    info = {
-        "skeleton": skeleton.name,
-        "fps": clip.fps,
-        "frames": frames,
-        "sample_fps": clip.fps / max(1, int(round(clip.fps / target_fps))),
-    }
-    return result, info
+    """Read one BVH, map its skeleton to keypoints and fit ``body`` (see
+    :func:`read_clip_targets` for the errors raised)."""
+    targets, mask, info = read_clip_targets(path, target_fps, max_frames)
+    return fit_keypoints(body, targets, mask, config), info

@@ -11,6 +11,8 @@ Layout (N frames, J body joints, S shape dims, K superset keypoints, C clips)::
     frame          (N,)         int64    frame index in the source clip
     fit_error_mm   (N, K)       float32  per-keypoint fit error; NaN where not fitted
     clips/name, clips/source, clips/licence, clips/skeleton, clips/path   (C,) str
+    clips/split    (C,) str  "train" or "test": test clips pose only the held-out subjects'
+                   renders and are kept out of the pose prior (files without it: all "train")
     clips/fps (C,) float32 source frame rate; clips/sample_fps (C,) float32 rate kept
 
 Written to a temporary name and renamed: the file is complete or absent.
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 
 KIND = "texturepose-mocap"
 MOCAP_SCHEMA_VERSION = 1
-CLIP_FIELDS = ("name", "source", "licence", "skeleton", "path")
+CLIP_FIELDS = ("name", "source", "licence", "skeleton", "path", "split")
+SPLITS = ("train", "test")
 
 
 class MocapFileError(ValueError):
@@ -58,6 +61,7 @@ class MocapClipPoses:
     shape: np.ndarray  # (S,)
     translation: np.ndarray  # (T, 3)
     fit_error_mm: np.ndarray  # (T, K)
+    split: str = "train"  # "test": held-out motions (see the module docstring)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,6 +79,8 @@ def write_mocap_h5(
         raise MocapFileError(f"no fitted clips to write to {path}: every clip was skipped")
     j = len(joint_names)
     for c in clips:
+        if c.split not in SPLITS:
+            raise MocapFileError(f"clip {c.name}: split {c.split!r} must be one of {SPLITS}")
         if c.rotmats.shape[1:] != (j, 3, 3):
             raise MocapFileError(
                 f"clip {c.name}: rotmats {c.rotmats.shape}, expected (T, {j}, 3, 3)"
@@ -129,8 +135,8 @@ def write_mocap_h5(
 def read_mocap_h5(path: str | os.PathLike) -> dict[str, Any]:
     """Read the whole file into numpy arrays (it is small: poses only, no images).
 
-    Returns the datasets by name, ``clips`` (a dict of per-clip arrays), ``clip_name`` per
-    frame, ``joint_names`` and ``attrs``.
+    Returns the datasets by name, ``clips`` (a dict of per-clip arrays), ``clip_name`` and
+    ``split`` per frame, ``joint_names`` and ``attrs``.
     """
     path = Path(path)
     if not path.exists():
@@ -155,10 +161,13 @@ def read_mocap_h5(path: str | os.PathLike) -> dict[str, Any]:
             for k in ("rotmats", "shape", "translation", "clip_index", "frame", "fit_error_mm")
         }
         clips = {k: f["clips"][k][()] for k in f["clips"]}
+    if "split" not in clips:  # written before held-out motions existed
+        clips["split"] = np.array(["train"] * len(clips["name"]), object)
     for k in CLIP_FIELDS:
         clips[k] = np.array([x.decode() if isinstance(x, bytes) else x for x in clips[k]], object)
     out["clips"] = clips
     out["clip_name"] = clips["name"][out["clip_index"]]
+    out["split"] = clips["split"][out["clip_index"]]
     out["joint_names"] = tuple(json.loads(attrs["joint_names"]))
     out["attrs"] = attrs
     return out
