@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
 from stages.common import REPO, load_params, seed_everything, setup_logging, write_json
-from texturepose.body import build_body_model
+from texturepose.body import body_from_section
 from texturepose.data.synthetic import SynthConfig, synthesize
 from texturepose.data.synthetic.generate import load_pose_clips
 from texturepose.data.synthetic.rig import RigConfig
@@ -72,11 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     poses = load_pose_clips(args.mocap)
     log.info("%d mocap poses from %d clips in %s", len(poses.rotmats), len(poses.clip_names()),
              args.mocap)
-    body = build_body_model(
-        name, model_path=body_p.get("model_path"), gender=body_p.get("gender"),
-        num_betas=body_p.get("num_betas"), uv_path=body_p.get("uv_path"),
-        h36m_regressor_path=body_p.get("h36m_regressor_path"),
-    )
+    body = body_from_section(body_p, REPO)
     counts = synthesize(args.out_dir, config, body, poses)
     sheet = contact_sheet(args.out_dir / "synthetic_train.h5",
                           args.reports / "figures" / "synthetic_contact_sheet.jpg",

@@ -46,21 +46,27 @@ class PoseClips:
     clip: np.ndarray
     frame: np.ndarray
     licence: str = ""
+    split: np.ndarray | None = None  # (N,) "train"/"test" per pose; None: all "train"
 
     def __post_init__(self) -> None:
         n = len(self.rotmats)
+        if self.split is None:
+            self.split = np.array(["train"] * n, object)
         if self.rotmats.ndim != 4 or self.rotmats.shape[2:] != (3, 3):
             raise ValueError(f"rotmats must be (N, J, 3, 3), got {self.rotmats.shape}")
-        if len(self.clip) != n or len(self.frame) != n:
-            raise ValueError(f"clip ({len(self.clip)}) and frame ({len(self.frame)}) must have "
-                             f"one entry per pose ({n})")
+        if len(self.clip) != n or len(self.frame) != n or len(self.split) != n:
+            raise ValueError(f"clip ({len(self.clip)}), frame ({len(self.frame)}) and split "
+                             f"({len(self.split)}) must have one entry per pose ({n})")
         if n == 0:
             raise ValueError("no mocap poses: run the mocap stage first (dvc repro mocap)")
 
-    def clip_names(self) -> list[str]:
-        """Distinct clip names in first-appearance order."""
+    def clip_names(self, split: str | None = None) -> list[str]:
+        """Distinct clip names in first-appearance order (of one split when given)."""
         _, first = np.unique(self.clip, return_index=True)
-        return [str(self.clip[i]) for i in sorted(first)]
+        names = [str(self.clip[i]) for i in sorted(first)]
+        if split is None:
+            return names
+        return [c for c in names if self.split[np.flatnonzero(self.clip == c)[0]] == split]
 
 
 @dataclass
@@ -91,11 +97,12 @@ def subject_names(config: SynthConfig) -> tuple[list[str], list[str]]:
     return names[: config.subjects_train], names[config.subjects_train :]
 
 
-def _select_sequences(poses: PoseClips, config: SynthConfig,
-                      rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
-    """(sequence name, pose row indices) for one subject: distinct clips where possible, each a
-    window of ``frames_per_clip`` poses ``frame_step`` apart (shorter clips give fewer)."""
-    clips = poses.clip_names()
+def _select_sequences(poses: PoseClips, config: SynthConfig, rng: np.random.Generator,
+                      split: str) -> list[tuple[str, np.ndarray]]:
+    """(sequence name, pose row indices) for one subject of ``split``: distinct clips of that
+    split where possible (held-out subjects perform held-out motions), each a window of
+    ``frames_per_clip`` poses ``frame_step`` apart (shorter clips give fewer)."""
+    clips = poses.clip_names(split) or poses.clip_names()
     n = config.clips_per_subject
     chosen = rng.choice(len(clips), size=n, replace=n > len(clips))
     out, used = [], {}
@@ -118,7 +125,8 @@ def _yaw(angle: float) -> torch.Tensor:
 
 
 def _subject_samples(body: BodyModel, renderer: CropRenderer, subject: Subject, layout,
-                     poses: PoseClips, config: SynthConfig, progress) -> list[dict]:
+                     poses: PoseClips, config: SynthConfig, progress,
+                     split: str = "train") -> list[dict]:
     """All samples of one subject (every sequence, frame and camera)."""
     rng = np.random.default_rng([subject.seed, 2])
     shape = torch.from_numpy(subject.phenotype)[None]
@@ -133,7 +141,7 @@ def _subject_samples(body: BodyModel, renderer: CropRenderer, subject: Subject, 
     texture = torch.from_numpy(paint_texture(layout, subject)).permute(2, 0, 1).float() / 255.0
     light = torch.from_numpy(subject.light_dir)
     samples = []
-    for sequence, rows in _select_sequences(poses, config, rng):
+    for sequence, rows in _select_sequences(poses, config, rng, split):
         yaw = _yaw(rng.uniform(0, 2 * np.pi))
         rot = torch.from_numpy(poses.rotmats[rows]).float()
         rot[:, 0] = yaw @ rot[:, 0]
@@ -197,7 +205,12 @@ def synthesize(out_dir: str | Path, config: SynthConfig, body: BodyModel,
     layout = build_layout(body, config.texture_res)
     renderer = CropRenderer(body, config.crop_res, config.supersample, config.margin)
     train_names, test_names = subject_names(config)
-    subjects = sample_subjects(train_names + test_names, config.seed)
+    if test_names and not poses.clip_names("test"):
+        log.warning("the mocap file holds no held-out (test) clips: the test subjects perform "
+                    "the training motions (set mocap.test_every to hold clips out)")
+    # Body shapes from the body model's population prior (adults, for Anny).
+    subjects = sample_subjects(train_names + test_names, config.seed, lambda i: body.sample_shapes(
+        1, seed=config.seed * 100_003 + i)[0].cpu().numpy())
     per_subject = config.clips_per_subject * config.frames_per_clip * config.rig.num_cameras
     total = per_subject * len(subjects)
     counts: dict = {}
@@ -223,7 +236,7 @@ def synthesize(out_dir: str | Path, config: SynthConfig, body: BodyModel,
                     continue
                 tr = time.perf_counter()
                 for s in _subject_samples(body, renderer, subject, layout, poses, config,
-                                          progress):
+                                          progress, split):
                     writer.add(s)
                 render_s += time.perf_counter() - tr
             writer.close()
@@ -256,4 +269,5 @@ def load_pose_clips(path: str | Path) -> PoseClips:
     clip = np.array([str(c) for c in m["clip_name"]])
     licences = sorted({str(x) for x in m["clips"]["licence"]})
     return PoseClips(np.asarray(m["rotmats"], np.float32), clip,
-                     np.asarray(m["frame"], np.int64), licence="; ".join(licences))
+                     np.asarray(m["frame"], np.int64), licence="; ".join(licences),
+                     split=np.asarray(m["split"], object))

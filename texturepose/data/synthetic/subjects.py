@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,8 @@ HAIR_COLOURS = np.array(
     dtype=np.float32,
 )
 #: Ranges of Anny's six phenotypes (gender, age, muscle, weight, height, proportions) sampled
-#: uniformly; age is kept in the adult range (Anny's 0.5 is a young adult, 2/3 about 50 years).
+#: uniformly when no population model is given (on Anny's age scale 0.5 is about 13 years,
+#: 0.77 18 years and 0.83 64 years; the generator draws from the body's population prior).
 PHENOTYPE_RANGES = np.array(
     [[0.0, 1.0], [0.45, 0.85], [0.25, 0.75], [0.25, 0.75], [0.25, 0.75], [0.3, 0.7]],
     dtype=np.float32,
@@ -66,10 +68,13 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
-def sample_subject(name: str, rng: np.random.Generator) -> Subject:
-    """One subject drawn from ``rng`` (consumes a fixed number of draws)."""
+def sample_subject(name: str, rng: np.random.Generator,
+                   phenotype: np.ndarray | None = None) -> Subject:
+    """One subject drawn from ``rng`` (consumes a fixed number of draws); ``phenotype``: its
+    body shape (default: uniform in :data:`PHENOTYPE_RANGES`)."""
     lo, hi = PHENOTYPE_RANGES[:, 0], PHENOTYPE_RANGES[:, 1]
-    phenotype = (lo + (hi - lo) * rng.random(6)).astype(np.float32)
+    uniform = (lo + (hi - lo) * rng.random(6)).astype(np.float32)
+    phenotype = uniform if phenotype is None else np.asarray(phenotype, np.float32)
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.06, 3)
     hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
     shirt = np.stack([_colour(rng), _colour(rng)])
@@ -96,6 +101,10 @@ def sample_subject(name: str, rng: np.random.Generator) -> Subject:
     )
 
 
-def sample_subjects(names: list[str], seed: int) -> list[Subject]:
-    """Subjects for ``names``; subject ``i`` depends only on ``seed`` and ``i``."""
-    return [sample_subject(n, np.random.default_rng([seed, i])) for i, n in enumerate(names)]
+def sample_subjects(names: list[str], seed: int,
+                    shapes: Callable[[int], np.ndarray] | None = None) -> list[Subject]:
+    """Subjects for ``names``; subject ``i`` depends only on ``seed`` and ``i``. ``shapes(i)``
+    gives subject ``i``'s body shape (e.g. a draw from the body model's population prior,
+    ``BodyModel.sample_shapes``); by default uniform in :data:`PHENOTYPE_RANGES`."""
+    return [sample_subject(n, np.random.default_rng([seed, i]), shapes(i) if shapes else None)
+            for i, n in enumerate(names)]
