@@ -25,6 +25,20 @@ def load_params(path: str | os.PathLike = REPO / "params.yaml") -> dict[str, Any
     return params
 
 
+def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """``set_key(p, "train.steps", 10)`` sets ``p["train"]["steps"]``; a missing section or key
+    is an error naming it (an override with a typo must not create a new, unused key)."""
+    *path, last = dotted.split(".")
+    node = params
+    for i, key in enumerate(path):
+        if not isinstance(node, dict) or key not in node:
+            raise KeyError(f"override {dotted!r}: params have no {'.'.join(path[: i + 1])!r}")
+        node = node[key]
+    if not isinstance(node, dict) or last not in node:
+        raise KeyError(f"override {dotted!r}: params have no key {dotted!r}")
+    node[last] = value
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", default=str(REPO), help="project root (data, outputs)")
     ap.add_argument("--stop-at", type=int, default=None,
                     help="stop after this step (checkpoint kept; rerun to resume)")
+    ap.add_argument("--run-name", default=None, help="MLflow run name (default: the stage, "
+                    "with the DVC experiment's name under `dvc exp run`)")
     args = ap.parse_args(argv)
     setup_logging()
 
-    from texturepose.body import build_body_model
+    from texturepose.body import body_from_section
     from texturepose.tracking import stage_run
     from texturepose.training.checkpoint import load_checkpoint, save_model
     from texturepose.training.config import TrainConfig, config_changes
@@ -59,14 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     seed_everything(cfg.seed)  # same on every rank: DDP also broadcasts rank 0's weights
 
     bp = params.get("body") or {}
-    body = build_body_model(
-        bp.get("model", "anny"), model_path=bp.get("model_path"), gender=bp.get("gender"),
-        num_betas=bp.get("num_betas"), h36m_regressor_path=bp.get("h36m_regressor_path"),
-        uv_path=bp.get("uv_path"),
-    )
-    rotmats, shape = load_mocap_poses(root / cfg.data.mocap, body)
+    body = body_from_section(bp, root)
+    rotmats = load_mocap_poses(root / cfg.data.mocap, body)
     cache = root / "data" / "cache" / f"uv_atlas_{body.name}_{cfg.loss.texture_res}.npz"
-    models = build_models(cfg, body, rotmats, shape, atlas_cache=cache if info.is_main else None)
+    models = build_models(cfg, body, rotmats, atlas_cache=cache if info.is_main else None)
     mean_params = models.mean_params
 
     data = build_data(cfg, body, dataset_paths(cfg, root), info)
@@ -99,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     tp = params.get("tracking") or {}
 
     def overlays(batch, out):
-        return overlay_grid(batch["image"], out.vertices, out.cam, body.faces, cfg.loss.focal)
+        return overlay_grid(batch["image"], body, out.rotmats, out.shape, out.cam, out.focal,
+                            cfg.loss.focal)
 
     with stage_run("train", params, project_root=root, experiment=tp.get("experiment",
                    "texturepose"), uri=tp.get("uri"), run_id=run_id,
-                   enabled=bool(tp.get("enabled", True)) and info.is_main) as run:
+                   enabled=bool(tp.get("enabled", True)) and info.is_main,
+                   run_name=args.run_name) as run:
         if info.is_main and not run.active and tp.get("enabled", True):
             log.warning("MLflow is unreachable: training goes on without tracking")
         if state is not None:
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if info.is_main and result.finished:
             final = save_model(ckpt_dir / "final.pt", trainer.regressor,
                                dataclasses.asdict(cfg.model), bp, mean_params,
-                               {"step": result.step, "mlflow_run_id": run.run_id})
+                               {"step": result.step, "mlflow_run_id": run.run_id,
+                                "focal_224": cfg.loss.focal})
             run.log_artifact(final, "checkpoints")
             metrics = {
                 "steps": result.step,

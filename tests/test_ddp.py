@@ -38,8 +38,8 @@ def _gradients(world_size: int, rank: int, root: str, out_path: str) -> None:
     info = init_distributed("cpu") if world_size > 1 else DistInfo()
     body = build_body_model("anny")
     torch.manual_seed(0)
-    rot, shape = load_mocap_poses(root / "data/mocap/anny_poses.h5", body)
-    models = build_models(cfg, body, rot, shape)
+    rot = load_mocap_poses(root / "data/mocap/anny_poses.h5", body)
+    models = build_models(cfg, body, rot)
     h5 = root / "data/processed/tiny_train.h5"
     data = build_data(cfg, body, {"tiny": (h5, root / "data/pairs/tiny_train.parquet")}, info)
     trainer = build_trainer(cfg, body, models, info)

@@ -17,7 +17,7 @@ from texturepose.data.keypoints import NUM_KEYPOINTS
 from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
 from texturepose.geometry.rotations import axis_angle_to_matrix
 from texturepose.training.checkpoint import load_checkpoint, load_model
-from texturepose.training.config import ConfigError, TrainConfig, config_changes
+from texturepose.training.config import ConfigError, LossConfig, TrainConfig, config_changes
 from texturepose.training.data import build_data, dataset_paths, load_mocap_poses
 from texturepose.training.factory import build_models, build_trainer
 from texturepose.training.fit import fit, resume
@@ -83,11 +83,14 @@ def write_tiny_dataset(root: Path, frames: int = 4, cameras: int = 2, res: int =
 def tiny_params(**overrides) -> dict:
     params = {
         "seed": 0,
-        "model": {"backbone": "resnet18", "res": 64, "hidden": 64, "dropout": 0.0},
+        "model": {"backbone": "resnet18", "pretrained": None, "res": 64, "hidden": 64,
+                  "dropout": 0.0},
         "loss": {"keypoints_2d": 5.0, "adversarial": 0.1, "texture": 1.0, "multiview_pose": 1.0,
                  "shape_consistency": 0.1, "keypoints_3d": 1.0, "body_pose": 0.5,
-                 "body_shape": 0.1, "texture_res": 32},
-        "train": {"steps": 4, "batch_size": 2, "lr": 1e-3, "log_every": 1,
+                 "body_shape": 0.1, "pose_prior": 0.05, "texture_res": 32},
+        "train": {"steps": 4, "batch_size": 2, "lr": 1e-3, "log_every": 1, "warmup_steps": 0,
+                  "freeze_bn": False,
+                  "lr_schedule": "constant",
                   "checkpoint_every": 2, "num_workers": 0},
         "data": {"mix": {"tiny": 1.0, "absent": 0.0}, "pairs_per_batch": 1},
     }
@@ -108,8 +111,8 @@ def _setup(params, body, tiny, seed=0):
     root, h5, pairs, mocap = tiny
     cfg = TrainConfig.from_params(params)
     torch.manual_seed(seed)
-    rot, shape = load_mocap_poses(mocap, body)
-    models = build_models(cfg, body, rot, shape, atlas_cache=root / "atlas32.npz")
+    rot = load_mocap_poses(mocap, body)
+    models = build_models(cfg, body, rot, atlas_cache=root / "atlas32.npz")
     data = build_data(cfg, body, {"tiny": (h5, pairs)})
     return cfg, build_trainer(cfg, body, models), data
 
@@ -123,19 +126,21 @@ def test_a_few_steps_reduce_the_loss(anny_body, tiny):
 
     def losses():
         with torch.no_grad():
-            out = trainer.regressor(batch["image"])
+            out = trainer.regressor(batch["image"], keypoints_fn=anny_body.keypoints)
             total, terms, _ = compute_losses(cfg.loss, anny_body, out, batch, 64,
                                              trainer.disc, trainer.atlas)
         return float(total), {k: float(v) for k, v in terms.items()}
 
     before, terms0 = losses()
-    assert set(terms0) >= {"keypoints_2d", "adversarial", "texture", "multiview_pose",
-                           "shape_consistency", "keypoints_3d", "body_pose", "body_shape"}
+    assert set(terms0) >= {"keypoints_2d", "keypoint_head", "adversarial", "texture",
+                           "multiview_pose", "shape_consistency", "keypoints_3d", "body_pose",
+                           "body_shape", "pose_prior"}
+    assert terms0["pose_prior"] < 1e-3  # the IEF starts near the mean pose
     assert all(np.isfinite(v) for v in terms0.values())
     result = fit(trainer, data, progress=False)
     after, terms1 = losses()
     assert result.finished and result.step == 6
-    assert after < 0.7 * before, (before, after)
+    assert after < 0.7 * before, (before, after, terms0, terms1)
     assert terms1["keypoints_2d"] < terms0["keypoints_2d"]
 
 
@@ -193,8 +198,7 @@ def test_bad_params_give_clear_errors(override, message):
 
 
 def test_all_weights_zero_and_bad_sections_are_refused():
-    zero = {k: 0.0 for k in ("keypoints_2d", "adversarial", "texture", "multiview_pose",
-                             "shape_consistency", "keypoints_3d", "body_pose", "body_shape")}
+    zero = {k: 0.0 for k in LossConfig.WEIGHTS}
     with pytest.raises(ConfigError, match="every loss weight is 0"):
         TrainConfig.from_params({"loss": zero})
     with pytest.raises(ConfigError, match="section 'train' must be a mapping"):
@@ -341,7 +345,7 @@ def test_mixed_precision_path_runs_the_backbone_in_low_precision(anny_body, tiny
     out = trainer.train_step(batch)
     hook.remove()
     assert seen == [torch.bfloat16]
-    assert np.isfinite(out.losses["total"]) and out.vertices.dtype == torch.float32
+    assert np.isfinite(out.losses["total"]) and out.rotmats.dtype == torch.float32
     assert list(trainer.regressor.state_dict()) == keys
 
 

@@ -103,11 +103,15 @@ def stage_run(
     uri: str | None = None,
     run_id: str | None = None,
     enabled: bool = True,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Iterator[StageRun]:
     """Open (or resume, with ``run_id``) an MLflow run for a stage.
 
     Logs the flattened params and tags the run with the stage, git commit and DVC experiment
-    name. If MLflow cannot be reached, yields an inactive run and says so once.
+    name (and ``tags``). A new run is named ``run_name``, else ``<stage> <DVC experiment>``
+    under ``dvc exp run``, else the stage. If MLflow cannot be reached, yields an inactive run
+    and says so once.
     """
     if not enabled:
         yield StageRun(None, None)
@@ -118,20 +122,22 @@ def stage_run(
 
         mlflow.set_tracking_uri(resolve_uri(uri, root))
         mlflow.set_experiment(experiment)
-        active = mlflow.start_run(run_id=run_id, run_name=None if run_id else stage)
+        exp_name = _dvc_experiment_name()
+        name = run_name or (f"{stage} {exp_name}" if exp_name else stage)
+        active = mlflow.start_run(run_id=run_id, run_name=None if run_id else name)
     except Exception as e:  # noqa: BLE001 - unreachable server, bad URI, locked DB...
         log.warning("MLflow tracking unavailable (%s); the %s stage goes on untracked", e, stage)
         yield StageRun(None, None)
         return
     run = StageRun(mlflow, active.info.run_id)
     try:
-        tags = {"stage": stage, "git_commit": _git(["rev-parse", "HEAD"], root) or "unknown"}
+        all_tags = {"stage": stage,
+                    "git_commit": _git(["rev-parse", "HEAD"], root) or "unknown"}
         dirty = _git(["status", "--porcelain"], root)
-        tags["git_dirty"] = str(bool(dirty))
-        exp = _dvc_experiment_name()
-        if exp:
-            tags["dvc_experiment"] = exp
-        run.set_tags(tags)
+        all_tags["git_dirty"] = str(bool(dirty))
+        if exp_name:
+            all_tags["dvc_experiment"] = exp_name
+        run.set_tags({**all_tags, **(tags or {})})
         if run_id is None:
             run.log_params(params)
         yield run

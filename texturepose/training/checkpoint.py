@@ -118,4 +118,4 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     reg = Regressor(RegressorConfig(**{**mc, "pretrained": None}), state["num_joints"],
                     state["num_shape"], state["mean_params"])
     reg.load_state_dict(state["regressor"])
-    return reg.eval(), state
+    return reg.use_channels_last().eval(), state

@@ -61,12 +61,15 @@ def _build(cls: type, section: str, values: Mapping[str, Any] | None) -> Any:
 class ModelConfig:
     """``model``: the regressor (see :class:`RegressorConfig`) and its input resolution."""
 
-    backbone: str = "resnet18"
-    pretrained: str | None = None
+    backbone: str = "efficientnet_lite0"
+    pretrained: str | None = "imagenet"
     iterations: int = 3
     hidden: int = 1024
-    dropout: float = 0.5
+    dropout: float = 0.0
     res: int = 128
+    head: str = "keypoints"
+    feedback: bool = True
+    frozen_stages: int = 0
 
     def __post_init__(self) -> None:
         _number("model", "res", self.res, lo=32, integer=True)
@@ -78,7 +81,8 @@ class ModelConfig:
         try:
             return RegressorConfig(backbone=self.backbone, pretrained=self.pretrained,
                                    iterations=self.iterations, hidden=self.hidden,
-                                   dropout=self.dropout)
+                                   dropout=self.dropout, head=self.head, feedback=self.feedback,
+                                   frozen_stages=self.frozen_stages)
         except ValueError as e:
             raise ConfigError(str(e)) from e
 
@@ -88,6 +92,7 @@ class LossConfig:
     """``loss``: one weight per term (0 switches it off) and the texture loss's settings."""
 
     keypoints_2d: float = 5.0
+    keypoint_head: float = 1.0
     adversarial: float = 0.1
     texture: float = 1.0
     multiview_pose: float = 1.0
@@ -95,13 +100,21 @@ class LossConfig:
     keypoints_3d: float = 0.0
     body_pose: float = 0.0
     body_shape: float = 0.0
+    #: squared distance of the body pose (all joints but the global orientation, 6D) from the
+    #: mean pose: a plain prior, far simpler than the adversarial one
+    pose_prior: float = 0.0
     texture_res: int = 64
     texture_kind: str = "l1"
     depth_tol: float = 0.01
-    focal: float = SPIN_FOCAL_224  # perspective focal at 224 px (SPIN), scaled to model.res
+    #: focal length at 224 px (SPIN's convention, scaled to model.res) for samples whose camera
+    #: is unknown; calibrated samples project with their own
+    focal: float = SPIN_FOCAL_224
+    #: step at which the texture term switches on: the texture maps of a model that does not
+    #: fit the 2D keypoints yet are sampled mostly from the background
+    texture_start: int = 0
 
-    WEIGHTS = ("keypoints_2d", "adversarial", "texture", "multiview_pose", "shape_consistency",
-               "keypoints_3d", "body_pose", "body_shape")
+    WEIGHTS = ("keypoints_2d", "keypoint_head", "adversarial", "texture", "multiview_pose",
+               "shape_consistency", "keypoints_3d", "body_pose", "body_shape", "pose_prior")
 
     def __post_init__(self) -> None:
         for name in self.WEIGHTS:
@@ -115,6 +128,7 @@ class LossConfig:
             )
         _number("loss", "depth_tol", self.depth_tol, lo=0.0, lo_open=True)
         _number("loss", "focal", self.focal, lo=0.0, lo_open=True)
+        _number("loss", "texture_start", self.texture_start, lo=0, integer=True)
 
     def weights(self) -> dict[str, float]:
         return {n: float(getattr(self, n)) for n in self.WEIGHTS}
@@ -127,11 +141,12 @@ class OptimConfig:
     steps: int = 400
     batch_size: int = 8
     lr: float = 1e-4
+    backbone_lr: float | None = None  # None: train.lr
     disc_lr: float = 1e-4
     weight_decay: float = 0.0
     disc_weight_decay: float = 1e-4
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"
+    warmup_steps: int = 50
+    lr_schedule: str = "cosine"
     grad_clip: float = 0.0
     checkpoint_every: int = 100
     log_every: int = 10
@@ -140,13 +155,16 @@ class OptimConfig:
     device: str = "auto"
     amp: bool = True
     sync_bn: bool = True
-    freeze_bn: bool = False
+    freeze_bn: bool = True
+    channels_last: bool = True
     num_workers: int = 1
 
     def __post_init__(self) -> None:
         _number("train", "steps", self.steps, lo=1, integer=True)
         _number("train", "batch_size", self.batch_size, lo=1, integer=True)
         _number("train", "lr", self.lr, lo=0.0, lo_open=True)
+        if self.backbone_lr is not None:
+            _number("train", "backbone_lr", self.backbone_lr, lo=0.0, lo_open=True)
         _number("train", "disc_lr", self.disc_lr, lo=0.0, lo_open=True)
         _number("train", "weight_decay", self.weight_decay, lo=0.0)
         _number("train", "disc_weight_decay", self.disc_weight_decay, lo=0.0)
@@ -161,7 +179,7 @@ class OptimConfig:
             )
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise ConfigError(f"train.device = {self.device!r} must be auto, cpu, cuda or cuda:N")
-        for name in ("resume", "amp", "sync_bn", "freeze_bn"):
+        for name in ("resume", "amp", "sync_bn", "freeze_bn", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name} = {getattr(self, name)!r} must be true or false")
 
@@ -247,6 +265,7 @@ class TrainConfig:
 RESUMABLE_CHANGES = frozenset({
     "train.steps", "train.resume", "train.checkpoint_every", "train.log_every",
     "train.overlay_every", "train.num_workers", "train.device", "train.amp", "train.sync_bn",
+    "train.channels_last",
 })
 
 

@@ -105,9 +105,11 @@ def _worker_init(_: int) -> None:
     np.random.seed(0)
 
 
-def load_mocap_poses(path: str | os.PathLike, body: BodyModel) -> tuple[np.ndarray, np.ndarray]:
-    """Real poses ``rotmats (N, J, 3, 3)`` and shapes ``(N, S)`` for the discriminator and the
-    mean parameters, from the mocap stage's file, checked against the body model."""
+def load_mocap_poses(path: str | os.PathLike, body: BodyModel) -> np.ndarray:
+    """Real poses ``rotmats (N, J, 3, 3)`` for the discriminator and the mean pose, from the
+    mocap stage's file, checked against the body model. Only the
+    training clips: the held-out ones pose the test subjects, and a prior that has seen them
+    would flatter the adversarial term."""
     from texturepose.data.mocap_io import read_mocap_h5
 
     path = Path(path)
@@ -124,9 +126,8 @@ def load_mocap_poses(path: str | os.PathLike, body: BodyModel) -> tuple[np.ndarr
             f"{len(m['joint_names'])}, the configured body model is {body.name!r} with "
             f"{body.num_joints}: rerun the mocap stage for it or fix data.mocap"
         )
-    rotmats = np.asarray(m["rotmats"], np.float32)
-    shape = np.asarray(m["shape"], np.float32)
-    if shape.shape != (len(rotmats), body.num_shape) or len(rotmats) == 0:
-        raise ValueError(f"{path}: shape {shape.shape} must be ({len(rotmats)}, "
-                         f"{body.num_shape}) for {body.name!r} (and the file must hold poses)")
-    return rotmats, shape
+    rotmats = np.asarray(m["rotmats"], np.float32)[np.asarray(m["split"]) == "train"]
+    if len(rotmats) == 0:
+        raise ValueError(f"{path}: no poses of training clips; rerun the mocap stage with "
+                         "training clips (mocap.test_every holds every n-th clip out)")
+    return rotmats

@@ -30,22 +30,31 @@ class Models:
     mean_params: dict[str, np.ndarray]
 
 
+#: Shapes drawn from the body model's population prior for the adversarial prior and the mean.
+PRIOR_SHAPES = 4096
+PRIOR_SEED = 7_919
+
+
 def build_models(
     cfg: TrainConfig,
     body: BodyModel,
     mocap_rotmats: np.ndarray,
-    mocap_shape: np.ndarray,
     atlas_cache: str | os.PathLike | None = None,
 ) -> Models:
-    """Regressor (IEF from the mocap mean pose), discriminator and real poses when the
+    """Regressor (IEF from the mean parameters), discriminator and real samples when the
     adversarial loss is on, and the UV atlas when the texture loss is on (cached as .npz at
-    ``atlas_cache`` when given). Seed the RNGs first: initialisation draws random numbers."""
-    mean_params = compute_mean_params(mocap_rotmats, mocap_shape)
+    ``atlas_cache`` when given). Seed the RNGs first: initialisation draws random numbers.
+
+    The prior's real samples are the mocap poses and, independently, shapes drawn from the body
+    model's population prior (``BodyModel.sample_shapes``): the mocap fits are a handful of
+    actors' shapes, not a population. The mean shape is that population's mean."""
+    shapes = body.sample_shapes(PRIOR_SHAPES, seed=PRIOR_SEED).numpy()
+    mean_params = compute_mean_params(mocap_rotmats, shapes)
     regressor = Regressor(cfg.model.regressor(), body.num_joints, body.num_shape, mean_params)
     disc = real = None
     if cfg.loss.adversarial > 0:
         disc = Discriminator(body.num_joints, body.num_shape)
-        real = RealPoses(mocap_rotmats, mocap_shape, seed=cfg.seed)
+        real = RealPoses(mocap_rotmats, shapes, seed=cfg.seed)
     atlas = None
     if cfg.loss.texture > 0:
         if body.uv is None or body.face_uv is None:

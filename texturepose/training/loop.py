@@ -4,14 +4,16 @@ The step (for a batch of ``B`` single images followed by ``P`` pairs, first imag
 
 1. the regressor predicts, for every image, IEF iterations of 6D pose, shape and a
    weak-perspective camera;
-2. the body model poses the mesh of the last iteration; its keypoints are projected with the
-   weak-perspective camera into normalised crop coordinates;
+2. the body model gives the keypoints of the last iteration (its cheap keypoint path), projected
+   with each crop's perspective camera: the sample's own focal length where its camera is
+   calibrated, SPIN's convention (``loss.focal`` at 224 px) elsewhere, the body at the depth
+   ``2 f / (res s)`` of the predicted weak-perspective camera;
 3. losses, each weighted from params (a zero weight skips the term): 2D keypoints
-   (confidence-weighted), adversarial (the discriminator scores every IEF iteration), texture
-   consistency between the two images of each pair (camera converted to SPIN's perspective
-   camera, meshes rasterised, texture maps sampled with visibility), multi-view pose
-   consistency (multiview pairs), shape consistency (every pair), and 3D keypoints / body
-   parameters where the samples have them;
+   (confidence-weighted) of the mesh and of the keypoint head, adversarial (the discriminator
+   scores every IEF iteration), texture consistency between the two images of each pair (from
+   ``loss.texture_start`` on: meshes posed, rasterised with the same cameras, texture maps
+   sampled with visibility), multi-view pose consistency (multiview pairs), shape consistency
+   (every pair), and 3D keypoints / body parameters where the samples have them;
 4. the regressor is updated, then the discriminator on mocap poses (real) against the
    predictions of every iteration (fake), in the same step.
 
@@ -33,9 +35,9 @@ from torch import nn
 
 from texturepose.body.base import BodyModel
 from texturepose.data.sampling import PAIR_KINDS
-from texturepose.geometry.cameras import perspective_vertices
+from texturepose.geometry.cameras import crop_focal, crop_perspective_project, perspective_vertices
 from texturepose.losses.adversarial import discriminator_loss, generator_loss
-from texturepose.losses.keypoints import keypoint_2d_loss, weak_perspective_project
+from texturepose.losses.keypoints import keypoint_2d_loss, keypoint_heatmap_loss
 from texturepose.losses.multiview import multiview_pose_loss, shape_consistency_loss
 from texturepose.losses.supervised import body_params_loss, keypoint_3d_loss
 from texturepose.losses.texture import texture_consistency_loss
@@ -51,7 +53,8 @@ MULTIVIEW = PAIR_KINDS.index("multiview")
 
 
 class RealPoses:
-    """Mocap poses for the discriminator; each step's draw is a function of (seed, step)."""
+    """Real samples for the discriminator: mocap poses and prior shapes, drawn independently;
+    each step's draw is a function of (seed, step)."""
 
     def __init__(self, rotmats: torch.Tensor | np.ndarray, shape: torch.Tensor | np.ndarray,
                  seed: int = 0) -> None:
@@ -59,9 +62,8 @@ class RealPoses:
         self.shape = torch.as_tensor(np.asarray(shape), dtype=torch.float32)
         if self.rotmats.dim() != 4 or self.rotmats.shape[-2:] != (3, 3) or len(self.rotmats) < 1:
             raise ValueError(f"real poses must be (N>=1, J, 3, 3), got {tuple(self.rotmats.shape)}")
-        if self.shape.shape[0] != self.rotmats.shape[0]:
-            raise ValueError(f"real shapes {tuple(self.shape.shape)} do not match "
-                             f"{len(self.rotmats)} poses")
+        if self.shape.dim() != 2 or len(self.shape) < 1:
+            raise ValueError(f"real shapes must be (N>=1, S), got {tuple(self.shape.shape)}")
         self.seed = int(seed)
 
     def __len__(self) -> int:
@@ -70,9 +72,10 @@ class RealPoses:
     def sample(self, step: int, n: int, rank: int = 0,
                world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Rank ``rank``'s slice of ``n`` of the step's ``n * world_size`` real poses."""
-        idx = np.random.default_rng([self.seed, step, 3]).integers(0, len(self), n * world_size)
-        i = torch.from_numpy(idx[rank * n : (rank + 1) * n])
-        return self.rotmats[i], self.shape[i]
+        rng = np.random.default_rng([self.seed, step, 3])
+        pose = rng.integers(0, len(self.rotmats), n * world_size)[rank * n : (rank + 1) * n]
+        shape = rng.integers(0, len(self.shape), n * world_size)[rank * n : (rank + 1) * n]
+        return self.rotmats[torch.from_numpy(pose)], self.shape[torch.from_numpy(shape)]
 
 
 @dataclass
@@ -80,8 +83,10 @@ class StepOutput:
     """What a step computed, for logging and overlays (all detached)."""
 
     losses: dict[str, float]
-    vertices: torch.Tensor | None = None  # (N, V, 3) camera-oriented, body at the origin
+    rotmats: torch.Tensor | None = None  # (N, J, 3, 3)
+    shape: torch.Tensor | None = None  # (N, S)
     cam: torch.Tensor | None = None  # (N, 3)
+    focal: torch.Tensor | None = None  # (N,) focal lengths the step projected with
 
 
 def split_batch(batch: Mapping[str, Any]) -> tuple[int, int]:
@@ -102,28 +107,38 @@ def compute_losses(
     res: int,
     disc: Discriminator | None = None,
     atlas: UVAtlas | None = None,
+    step: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    """Weighted total loss, the unweighted terms, and the predicted vertices.
+    """Weighted total loss, the unweighted terms, and the focal lengths ``(N,)`` projected with.
 
-    ``out`` is the regressor's output (float32), ``batch`` the collated samples on the device.
+    ``out`` is the regressor's output (float32), ``batch`` the collated samples on the device,
+    ``step`` the training step (``loss.texture_start``; None: every term as weighted).
     """
     w = cfg.weights()
     rotmats, shape, cam = out["rotmats"], out["shape"], out["cam"]
     b, p = split_batch(batch)
     mask = body.keypoint_mask
-    body_out = body(rotmats, shape)
-    kp3 = body_out.keypoints
+    focal = crop_focal(batch.get("focal"), res, cfg.focal)
+    focal = torch.as_tensor(focal, dtype=cam.dtype, device=cam.device).expand(len(cam))
+    kp3 = body.keypoints(rotmats, shape)
     terms: dict[str, torch.Tensor] = {}
     if w["keypoints_2d"] > 0:
         terms["keypoints_2d"] = keypoint_2d_loss(
-            weak_perspective_project(kp3, cam), batch["keypoints_2d"], mask
+            crop_perspective_project(kp3, cam, focal, res), batch["keypoints_2d"], mask
         )
+    if w["keypoint_head"] > 0 and "keypoints_2d" in out:
+        terms["keypoint_head"] = keypoint_heatmap_loss(out["keypoints_2d"], batch["keypoints_2d"])
     if w["keypoints_3d"] > 0:
         terms["keypoints_3d"] = keypoint_3d_loss(kp3, batch["keypoints_3d"], batch["has_3d"], mask)
     if w["body_pose"] > 0 or w["body_shape"] > 0:
         terms["body_pose"], terms["body_shape"] = body_params_loss(
             rotmats, shape, batch["body_pose"], batch["body_shape"], batch["has_body"]
         )
+    if w["pose_prior"] > 0:
+        if "mean_rot6d" not in out:
+            raise ValueError("loss.pose_prior > 0 needs the regressor's mean pose in its output")
+        mean = out["mean_rot6d"].view(1, -1, 6)[:, 1:]
+        terms["pose_prior"] = (out["rot6d"][:, 1:] - mean).square().mean()
     if w["adversarial"] > 0:
         if disc is None:
             raise ValueError("loss.adversarial > 0 needs a discriminator")
@@ -134,10 +149,11 @@ def compute_losses(
             disc.requires_grad_(True)
     if p > 0:
         a, c = slice(b, b + p), slice(b + p, b + 2 * p)
-        if w["texture"] > 0:
+        if w["texture"] > 0 and (step is None or step >= cfg.texture_start):
             if atlas is None:
                 raise ValueError("loss.texture > 0 needs the body model's UV atlas")
-            verts, k, _ = perspective_vertices(body_out.vertices[b:], cam[b:], res, cfg.focal)
+            verts, k, _ = perspective_vertices(body(rotmats[b:], shape[b:]).vertices, cam[b:],
+                                               res, focal[b:], cfg.focal)
             faces = body.faces
             frags = rasterize(verts.detach(), faces, k, (res, res))
             tex, vis = sample_texture(batch["image"][b:], verts, faces, k, atlas, frags,
@@ -155,7 +171,9 @@ def compute_losses(
     # camera when only the adversarial and body-parameter losses are on): DDP needs a gradient,
     # even zero, for every parameter in every step.
     total = total + 0.0 * (cam.sum() + shape.sum() + out["rot6d"].sum())
-    return total, terms, body_out.vertices
+    if "keypoints_2d" in out:
+        total = total + 0.0 * out["keypoints_2d"].sum()
+    return total, terms, focal
 
 
 class Trainer:
@@ -195,6 +213,8 @@ class Trainer:
         if self.dist.distributed and dev.type == "cuda" and cfg.train.sync_bn:
             regressor = nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
         self.regressor = regressor.to(dev)
+        if cfg.train.channels_last and hasattr(self.regressor, "use_channels_last"):
+            self.regressor.use_channels_last()
         self.model: nn.Module = self.regressor
         if self.dist.distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -204,7 +224,7 @@ class Trainer:
         self.real_poses = real_poses
         t = cfg.train
         # The fused Adam kernel (CPU and CUDA) is many times faster than the per-tensor loop.
-        self.optimizer = torch.optim.Adam(self.regressor.parameters(), lr=t.lr,
+        self.optimizer = torch.optim.Adam(param_groups(self.regressor, t.lr, t.backbone_lr),
                                           weight_decay=t.weight_decay, fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.d_optimizer = None
@@ -226,14 +246,21 @@ class Trainer:
         losses stay in float32 (6D rotations and the Gram-Schmidt step need the precision).
         float16 adds a gradient scaler; bfloat16 needs none. Called for CUDA with train.amp."""
         backbone = self.regressor.backbone
-        plain = backbone.features
         device_type = self.device.type
 
-        def features(x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(device_type, dtype=dtype):
-                return plain(x).float()
+        def low_precision(plain):
+            def run(x: torch.Tensor):
+                with torch.autocast(device_type, dtype=dtype):
+                    out = plain(x)
+                if isinstance(out, dict):
+                    return {k: v.float() for k, v in out.items()}
+                return out.float()
+            return run
 
-        backbone.features = features  # an instance attribute: the state dict is unchanged
+        # Instance attributes: the state dict is unchanged.
+        backbone.features = low_precision(backbone.features)
+        if hasattr(backbone, "feature_maps"):
+            backbone.feature_maps = low_precision(backbone.feature_maps)
         self.amp, self.amp_dtype = True, dtype
         self.scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
 
@@ -255,14 +282,15 @@ class Trainer:
     def train_step(self, batch: Mapping[str, Any]) -> StepOutput:
         """One optimisation step of the regressor and the discriminator; advances ``step``."""
         batch = self.to_device(batch)
-        logs, out, vertices = self.generator_backward(batch)
+        logs, out, focal = self.generator_backward(batch)
         logs.update(self.generator_step())
         if self.disc is not None and self.cfg.loss.adversarial > 0:
             logs.update(self.discriminator_backward(out, len(batch["image"])))
             self.discriminator_step()
-        logs["lr"] = self.optimizer.param_groups[0]["lr"]
+        logs["lr"] = self.optimizer.param_groups[-1]["lr"]
         self.step += 1
-        return StepOutput(logs, vertices.detach(), out["cam"].detach())
+        return StepOutput(logs, out["rotmats"].detach(), out["shape"].detach(),
+                          out["cam"].detach(), focal.detach())
 
     def generator_backward(self, batch: Mapping[str, Any]) -> tuple[dict, dict, torch.Tensor]:
         """Forward pass and the regressor's gradients (averaged over processes by DDP)."""
@@ -272,14 +300,14 @@ class Trainer:
             for m in self.regressor.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
-        out = _to_float(self.model(batch["image"]))
-        total, terms, vertices = compute_losses(cfg.loss, self.body, out, batch, cfg.model.res,
-                                                self.disc, self.atlas)
+        out = _to_float(self.model(batch["image"], keypoints_fn=self.body.keypoints))
+        total, terms, focal = compute_losses(cfg.loss, self.body, out, batch, cfg.model.res,
+                                             self.disc, self.atlas, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         logs = {k: float(v.detach()) for k, v in terms.items()}
         logs["total"] = float(total.detach())
-        return logs, out, vertices
+        return logs, out, focal
 
     def generator_step(self) -> dict[str, float]:
         logs = {}
@@ -346,6 +374,19 @@ class Trainer:
             self.d_optimizer.load_state_dict(state["d_optimizer"])
             self.d_scheduler.load_state_dict(state["d_scheduler"])
         self.step = int(state["step"])
+
+
+def param_groups(regressor: nn.Module, lr: float, backbone_lr: float | None) -> list[dict]:
+    """Adam parameter groups: the backbone at ``backbone_lr`` (``lr`` when None), the heads at
+    ``lr``; frozen parameters are left out. A pretrained backbone wants a smaller step than
+    the freshly initialised heads (SPIN fine-tunes at 5e-5)."""
+    backbone = getattr(regressor, "backbone", None)
+    ids = {id(q) for q in backbone.parameters()} if backbone is not None else set()
+    trainable = [q for q in regressor.parameters() if q.requires_grad]
+    groups = [{"params": [q for q in trainable if id(q) in ids],
+               "lr": lr if backbone_lr is None else backbone_lr},
+              {"params": [q for q in trainable if id(q) not in ids], "lr": lr}]
+    return [g for g in groups if g["params"]]
 
 
 def _to_float(out: Mapping[str, Any]) -> dict[str, Any]:
