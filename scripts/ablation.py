@@ -1,79 +1,198 @@
-"""The paper's ablation on the current data: 2D keypoints only; + adversarial prior; + texture
-consistency; + multi-view consistency. Each configuration is one `dvc exp run` (train, evaluate,
-report rerun; data stages come from the cache), so every run is also an MLflow run and a DVC
-experiment (`dvc exp show`). The measured table goes to reports/ablations.csv, which the report
-page shows.
+"""The paper's ablation with seeds: 2D keypoints only; + adversarial prior; + texture
+consistency; + multi-view and shape consistency, each trained and evaluated once per seed.
 
-    python scripts/ablation.py                       # default params
-    python scripts/ablation.py -S train.steps=1000   # extra overrides for every configuration
+    python scripts/ablation.py --seeds 0 1 2                  # after `dvc repro` (its data)
+    python scripts/ablation.py --seeds 0 1 2 -S train.steps=1500
+    python scripts/ablation.py --configs keypoints_2d +multiview --seeds 3
 
-Afterwards the workspace holds the last configuration's outputs; `git checkout params.yaml &&
-dvc checkout` brings the committed baseline back.
+Every run trains with `stages/train.py` on the pipeline's data (params.yaml plus the
+configuration's loss weights, the seed and the -S overrides) in its own folder under
+reports/ablation/runs/, is one MLflow run (experiment `texturepose-ablation`), and is evaluated
+on the params' evaluation sets. A run whose result.json is there with the same settings is not
+run again, and a killed run resumes from its last checkpoint: an interrupted ablation goes on
+where it stopped. The summary (mean and standard deviation over seeds per configuration, and
+the mean-pose baseline of the same samples) goes to reports/ablation/summary.{csv,json,md} with
+the commit, date and seeds, and the report page is rebuilt to show it. Nothing under
+reports/ablation is committed: the page shows only what ran here.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import datetime as dt
+import hashlib
 import json
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-#: Loss terms switched on in turn; the others are 0. Weights of the terms that are on come from
-#: params.yaml, so every configuration states all four explicitly.
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from stages.common import load_params, set_key, write_json  # noqa: E402
+
+log = logging.getLogger("ablation")
+
+#: Loss terms switched on in turn (weights from params.yaml); the others are 0.
 TERMS = ("adversarial", "texture", "multiview_pose", "shape_consistency")
-CONFIGS: list[tuple[str, tuple[str, ...]]] = [
-    ("keypoints_2d", ()),
-    ("+adversarial", ("adversarial",)),
-    ("+texture", ("adversarial", "texture")),
-    ("+multiview", ("adversarial", "texture", "multiview_pose", "shape_consistency")),
-]
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "keypoints_2d": (),
+    "+adversarial": ("adversarial",),
+    "+texture": ("adversarial", "texture"),
+    "+multiview": ("adversarial", "texture", "multiview_pose", "shape_consistency"),
+}
+METRICS = ("pa_mpjpe", "mpjpe", "pck@0.1", "pck@0.2")
+OUT = REPO / "reports" / "ablation"
 
 
-def main() -> int:
+def run_params(base: dict, config: str, seed: int, overrides: list[str]) -> dict:
+    """params.yaml with the configuration's loss weights, the seed and the overrides."""
+    params = yaml.safe_load(yaml.safe_dump(base))
+    for term in TERMS:
+        if term not in CONFIGS[config]:
+            params["loss"][term] = 0.0
+    params["seed"] = seed
+    params["tracking"]["experiment"] = "texturepose-ablation"
+    if params["tracking"].get("uri") is None:  # the project's store, not the run folder's
+        params["tracking"]["uri"] = f"sqlite:///{REPO / 'mlflow.db'}"
+    for item in overrides:
+        key, _, value = item.partition("=")
+        set_key(params, key, yaml.safe_load(value))
+    return params
+
+
+def fingerprint(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def link_data(run_dir: Path) -> None:
+    """The run folder sees the pipeline's data (its processed files, pairs, mocap poses)."""
+    (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    for name in ("processed", "pairs", "mocap", "cache"):
+        link = run_dir / "data" / name
+        if not link.exists():
+            link.symlink_to(REPO / "data" / name, target_is_directory=True)
+
+
+def run_one(config: str, seed: int, params: dict) -> dict:
+    """Train and evaluate one (configuration, seed), or return its stored result."""
+    from texturepose.evaluation.run import evaluate_checkpoint
+
+    run_dir = OUT / "runs" / f"{config.strip('+')}-seed{seed}"
+    result_path = run_dir / "result.json"
+    key = fingerprint(params)
+    if result_path.exists():
+        done = json.loads(result_path.read_text())
+        if done.get("fingerprint") == key:
+            log.info("%s seed %d: done before (%s)", config, seed, result_path)
+            return done
+        log.info("%s seed %d: settings changed since the stored result; rerunning", config, seed)
+        (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
+    link_data(run_dir)
+    params_path = run_dir / "params.yaml"
+    write_params = yaml.safe_dump(params, sort_keys=False)
+    if not params_path.exists() or params_path.read_text() != write_params:
+        params_path.write_text(write_params)
+    trained = run_dir / "trained.json"
+    if not (trained.exists() and json.loads(trained.read_text()).get("fingerprint") == key):
+        log.info("%s seed %d: training in %s", config, seed, run_dir)
+        subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "--params",
+                        str(params_path), "--root", str(run_dir), "--run-name",
+                        f"ablation {config} seed {seed}"], cwd=REPO, check=True)
+        write_json(trained, {"fingerprint": key})
+    ev = params["evaluate"]
+    metrics, _, state = evaluate_checkpoint(run_dir / "checkpoints" / "final.pt", ev["sets"],
+                                            REPO, run_dir / "eval", int(ev.get("batch_size", 32)))
+    result = {"config": config, "seed": seed, "fingerprint": key, "metrics": metrics,
+              "steps": params["train"]["steps"], "mlflow_run_id": state.get("mlflow_run_id")}
+    write_json(result_path, result)
+    return result
+
+
+def summarise(results: list[dict], seeds: list[int], overrides: list[str]) -> dict:
+    """Mean and standard deviation (ddof=1) over seeds per configuration and evaluation set,
+    with the mean-pose baseline of the same samples."""
+    table = []
+    sets = sorted({s for r in results for s in r["metrics"]})
+    for eval_set in sets:
+        for config in CONFIGS:
+            rows = [r["metrics"][eval_set] for r in results
+                    if r["config"] == config and eval_set in r["metrics"]]
+            if not rows:
+                continue
+            row = {"eval_set": eval_set, "configuration": config, "seeds": len(rows),
+                   "n": rows[0].get("n")}
+            for m in METRICS:
+                vals = np.array([x[m] for x in rows if x.get(m) is not None], float)
+                if vals.size:
+                    row[f"{m}_mean"] = float(vals.mean())
+                    row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
+            table.append(row)
+        base = next((r["metrics"][eval_set] for r in results if eval_set in r["metrics"]), {})
+        if "mean_pose_pa_mpjpe" in base:
+            table.append({"eval_set": eval_set, "configuration": "mean pose (reference)",
+                          "seeds": None, "n": base.get("n"),
+                          "pa_mpjpe_mean": base["mean_pose_pa_mpjpe"],
+                          "mpjpe_mean": base["mean_pose_mpjpe"]})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                            capture_output=True).stdout.strip() or "unknown"
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=REPO, text=True, capture_output=True).stdout.strip())
+    return {"commit": commit + ("-dirty" if dirty else ""),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "seeds": seeds, "overrides": overrides,
+            "steps": sorted({r["steps"] for r in results}), "rows": table}
+
+
+def markdown(summary: dict) -> str:
+    def cell(row: dict, m: str, digits: int) -> str:
+        mean, std = row.get(f"{m}_mean"), row.get(f"{m}_std")
+        if mean is None:
+            return "—"
+        return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+    lines = [f"commit {summary['commit']}, {summary['date']}, seeds {summary['seeds']}, "
+             f"steps {summary['steps']}, overrides {summary['overrides'] or 'none'}", "",
+             "| set | configuration | seeds | n | PA-MPJPE (mm) | MPJPE (mm) | PCK@0.1 | PCK@0.2 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        lines.append(f"| {r['eval_set']} | {r['configuration']} | {r['seeds'] or '—'} | "
+                     f"{r['n']} | {cell(r, 'pa_mpjpe', 1)} | {cell(r, 'mpjpe', 1)} | "
+                     f"{cell(r, 'pck@0.1', 3)} | {cell(r, 'pck@0.2', 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-S", "--set", action="append", default=[], help="extra param override")
-    ap.add_argument("--out", default=str(REPO / "reports" / "ablations.csv"))
-    args = ap.parse_args()
-    import yaml
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="param override for every run, e.g. -S train.steps=1500")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / "data" / "cache" / "anny"))
+    base = load_params()
+    missing = [p for p in ("data/processed", "data/pairs", "data/mocap")
+               if not (REPO / p).is_dir()]
+    if missing:
+        raise SystemExit(f"{missing} missing: run `dvc repro` first (the ablation trains on "
+                         "the pipeline's data)")
+    results = [run_one(c, s, run_params(base, c, s, args.set))
+               for s in args.seeds for c in args.configs]
+    summary = summarise(results, sorted(set(args.seeds)), args.set)
+    write_json(OUT / "summary.json", summary)
+    text = markdown(summary)
+    (OUT / "summary.md").write_text(text)
+    import pandas as pd
 
-    baseline = yaml.safe_load((REPO / "params.yaml").read_text())["loss"]
-    rows = []
-    for name, on in CONFIGS:
-        # `dvc exp run` leaves its overrides in params.yaml: start every run from the committed
-        # file so that no configuration inherits the previous one's settings.
-        subprocess.run(["git", "checkout", "params.yaml"], cwd=REPO, check=True)
-        sets = [f"loss.{t}={baseline[t] if t in on else 0}" for t in TERMS]
-        sets += ["train.resume=false", *args.set]
-        exp = f"ablation-{name.strip('+')}"
-        subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True)  # rerun
-        cmd = ["dvc", "exp", "run", "-n", exp]
-        for s in sets:
-            cmd += ["-S", s]
-        print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, cwd=REPO, check=True)
-        metrics = json.loads((REPO / "reports" / "metrics.json").read_text())
-        train = json.loads((REPO / "reports" / "train_metrics.json").read_text())
-        for set_name, m in metrics.items():
-            rows.append({
-                "configuration": name, "eval_set": set_name,
-                "mpjpe_mm": round(m["mpjpe"], 1), "pa_mpjpe_mm": round(m["pa_mpjpe"], 1),
-                "n": m["n"], "steps": train["steps"],
-                "overrides": " ".join(sets),
-                "mlflow_run_id": train.get("mlflow_run_id", ""),
-            })
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(out)
-    subprocess.run(["git", "checkout", "params.yaml"], cwd=REPO, check=True)
-    print(out.read_text())
+    pd.DataFrame(summary["rows"]).to_csv(OUT / "summary.csv", index=False)
+    print(text)
+    subprocess.run([sys.executable, str(REPO / "stages" / "report.py")], cwd=REPO, check=True)
     return 0
 
 

@@ -1,5 +1,6 @@
 """DVC stage `report`: one static HTML page (reports/index.html) with the metrics table, the
-plots, the overlay grids and, when reports/ablations.csv exists, the ablation table.
+plots, the overlay grids and, when scripts/ablation.py has run here, its table
+(reports/ablation/summary.json, with its commit, date and seeds).
 
     python stages/report.py
 """
@@ -38,7 +39,8 @@ def main() -> int:
         if (REPO / "reports" / extra).exists():
             images.append((caption, REPO / "reports" / extra))
     out = write_report(REPO / "reports" / "index.html", REPO / "reports" / "metrics.json",
-                       images=images, tables=tables, ablations=REPO / "reports" / "ablations.csv",
+                       images=images, tables=tables,
+                       ablations=REPO / "reports" / "ablation" / "summary.json",
                        title=cfg.get("title", "texturepose evaluation"),
                        max_rows=int(cfg.get("max_rows", 200)))
     log.info("report written to %s", out)

@@ -171,9 +171,13 @@ def make_inputs(tmp_path: Path) -> dict:
     imgs = [rng.integers(0, 255, (40, 30, 3), dtype=np.uint8) for _ in range(5)]
     overlay_grid(imgs, imgs, imgs, rng.uniform(0, 100, 5), reports / "overlays.png", k=1)
     cv2.imwrite(str(reports / "photo.jpg"), imgs[0])
-    pd.DataFrame({"run": ["full", "no <texture>"], "pa_mpjpe": [45.5, 52.25]}).to_csv(
-        reports / "ablations.csv", index=False
-    )
+    (reports / "summary.json").write_text(json.dumps({
+        "commit": "abc1234", "date": "2026-12-01T10:00:00+00:00", "seeds": [0, 1, 2],
+        "steps": [1200], "overrides": [],
+        "rows": [{"eval_set": "synthetic", "configuration": "no <texture>", "seeds": 3,
+                  "n": 1024, "pa_mpjpe_mean": 52.25, "pa_mpjpe_std": 1.5},
+                 {"eval_set": "synthetic", "configuration": "mean pose (reference)",
+                  "seeds": None, "n": 1024, "pa_mpjpe_mean": 120.0}]}))
     return {
         "metrics": reports / "metrics.json",
         "images": {
@@ -182,7 +186,7 @@ def make_inputs(tmp_path: Path) -> dict:
             "A JPEG": reports / "photo.jpg",
         },
         "tables": {"Per joint": reports / "per_joint.csv"},
-        "ablations": reports / "ablations.csv",
+        "ablations": reports / "summary.json",
     }
 
 
@@ -192,7 +196,8 @@ def test_report_static_content(tmp_path):
     page = out.read_text()
     assert "<script" not in page and not re.search(r'(src|href)="(?!data:)', page)  # no fetches
     assert page.count('<img src="data:image/') == 3
-    assert "no &lt;texture&gt;" in page  # CSV cells are escaped
+    assert "no &lt;texture&gt;" in page  # table cells are escaped
+    assert "52.2 \u00b1 1.500" in page and "abc1234" in page and "[0, 1, 2]" in page
     again = write_report(tmp_path / "again.html", **inputs).read_text()
     assert again == page  # deterministic for DVC
     with pytest.raises(FileNotFoundError, match="nope.png"):

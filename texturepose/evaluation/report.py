@@ -114,6 +114,33 @@ def _csv_table(path: Path, max_rows: int) -> str:
     return df.to_html(index=False, escape=True, na_rep="\u2014", float_format=format_number) + note
 
 
+def ablation_table(summary: Mapping[str, Any]) -> str:
+    """The ablation summary as HTML: "mean ± std" over seeds per configuration, under a line
+    saying which commit, date, seeds and steps produced it."""
+    e = html.escape
+    head = (f"<p class='note'>Run here by scripts/ablation.py at commit {e(str(summary['commit']))}"
+            f" on {e(str(summary['date']))}: seeds {e(str(summary['seeds']))}, steps "
+            f"{e(str(summary['steps']))}, overrides {e(str(summary.get('overrides') or 'none'))}."
+            " Mean ± standard deviation over seeds.</p>")
+    columns = [("pa_mpjpe", "PA-MPJPE (mm)"), ("mpjpe", "MPJPE (mm)"), ("pck@0.1", "PCK@0.1"),
+               ("pck@0.2", "PCK@0.2")]
+    rows = []
+    for r in summary.get("rows", []):
+        cells = [e(str(r.get("eval_set"))), e(str(r.get("configuration"))),
+                 e(str(r.get("seeds") or "\u2014")), e(str(r.get("n")))]
+        for key, _ in columns:
+            mean, std = r.get(f"{key}_mean"), r.get(f"{key}_std")
+            text = format_number(mean)
+            if mean is not None and std is not None:
+                text += " \u00b1 " + format_number(std)
+            cells.append(e(text))
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{e(h)}</th>" for h in
+                     ["set", "configuration", "seeds", "n", *(c for _, c in columns)])
+    return (head + f"<table><thead><tr>{header}</tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
+
+
 def write_report(
     out: str | os.PathLike,
     metrics: Mapping[str, Any] | str | os.PathLike,
@@ -127,8 +154,8 @@ def write_report(
 
     ``metrics`` is the metrics mapping or the path of ``metrics.json``; ``images`` and
     ``tables`` map captions to PNG/JPEG/SVG files and CSV files (in page order); ``ablations``
-    is a CSV of the ablation table, shown when the file exists. Missing pictures or tables raise
-    FileNotFoundError naming them.
+    is the ``summary.json`` that ``scripts/ablation.py`` wrote, shown with its commit, date and
+    seeds when the file exists. Missing pictures or tables raise FileNotFoundError naming them.
     """
     source = "metrics"
     if not isinstance(metrics, Mapping):
@@ -159,7 +186,7 @@ def write_report(
         metrics_table(metrics),
     ]
     if ablations is not None and Path(ablations).is_file():
-        parts += ["<h2>Ablations</h2>", _csv_table(Path(ablations), max_rows)]
+        parts += ["<h2>Ablations</h2>", ablation_table(json.loads(Path(ablations).read_text()))]
     if images:
         parts.append("<h2>Pictures</h2>")
     for caption, path in images:

@@ -12,19 +12,28 @@ from tqdm import tqdm
 
 from texturepose.body.base import BodyModel
 from texturepose.data.crops import from_crop
+from texturepose.data.dataset import crop_focal_length
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.geometry.cameras import perspective_vertices
-from texturepose.losses.keypoints import normalized_to_pixels, weak_perspective_project
+from texturepose.geometry.cameras import (
+    SPIN_FOCAL_224,
+    crop_focal,
+    crop_perspective_project,
+    perspective_vertices,
+)
+from texturepose.inference.refine import refine_to_keypoints
+from texturepose.losses.keypoints import normalized_to_pixels
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class Predictions:
     keypoints_3d: np.ndarray  # (N, K, 3) body frame rotated by the predicted global orientation
-    keypoints_2d: np.ndarray  # (N, K, 2) original-image pixels (weak-perspective projection)
+    keypoints_2d: np.ndarray  # (N, K, 2) original-image pixels (perspective, see ``focal``)
     rotmats: np.ndarray  # (N, J, 3, 3)
     shape: np.ndarray  # (N, S)
     cam: np.ndarray  # (N, 3) weak perspective (s, tx, ty)
+    focal: np.ndarray  # (N,) focal length (pixels of the model's input crop) projected with
 
 
 def load_crop(sample: dict, res: int) -> np.ndarray:
@@ -45,19 +54,30 @@ def predict_dataset(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     limit: int | None = None,
+    focal_224: float = SPIN_FOCAL_224,
+    refine_steps: int = 0,
 ) -> Predictions:
-    """Predictions for every sample of ``dataset`` (or the first ``limit``)."""
+    """Predictions for every sample of ``dataset`` (or the first ``limit``). Keypoints are
+    projected with each crop's perspective camera: its calibrated focal length where the file
+    has one, else ``focal_224`` at 224 px (SPIN), as in training. ``refine_steps > 0`` fits
+    the mesh to the keypoint head's output (:mod:`texturepose.inference.refine`)."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     crop_res = int(dataset.attrs["crop_res"])
     regressor = regressor.to(device).eval()
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("k3", "k2", "r", "s", "c")}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("k3", "k2", "r", "s", "c", "f")}
     for start in tqdm(range(0, n, batch_size), desc=f"predict {dataset.path.name}", leave=False):
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         images = torch.from_numpy(np.stack([load_crop(s, res) for s in samples])).to(device)
-        pred = regressor(images)
-        kp = body(pred["rotmats"].float(), pred["shape"].float()).keypoints
-        xy = normalized_to_pixels(weak_perspective_project(kp, pred["cam"].float()), crop_res)
-        xy = xy.cpu().numpy().astype(np.float64)
+        pred = regressor(images, keypoints_fn=body.keypoints)
+        focal = crop_focal(torch.tensor([crop_focal_length(s, res) for s in samples]), res,
+                           focal_224).to(images)
+        if refine_steps > 0 and "keypoints_2d" in pred:
+            pred["rotmats"], pred["shape"], pred["cam"] = refine_to_keypoints(
+                body, pred["rotmats"], pred["shape"], pred["cam"], pred["keypoints_2d"],
+                pred["keypoint_confidence"], focal, res, steps=refine_steps)
+        kp = body.keypoints(pred["rotmats"].float(), pred["shape"].float())
+        xy = crop_perspective_project(kp, pred["cam"].float(), focal, res)
+        xy = normalized_to_pixels(xy, crop_res).cpu().numpy().astype(np.float64)
         for i, s in enumerate(samples):
             xy[i] = from_crop(xy[i], s["crop_center"], float(s["crop_size"]), crop_res)
         out["k3"].append(kp.cpu().numpy())
@@ -65,16 +85,20 @@ def predict_dataset(
         out["r"].append(pred["rotmats"].cpu().numpy())
         out["s"].append(pred["shape"].cpu().numpy())
         out["c"].append(pred["cam"].cpu().numpy())
-    return Predictions(*(np.concatenate(out[k]) for k in ("k3", "k2", "r", "s", "c")))
+        out["f"].append(focal.cpu().numpy())
+    return Predictions(*(np.concatenate(out[k]) for k in ("k3", "k2", "r", "s", "c", "f")))
 
 
 @torch.no_grad()
 def camera_vertices(
-    body: BodyModel, rotmats: np.ndarray, shape: np.ndarray, cam: np.ndarray, res: int
+    body: BodyModel, rotmats: np.ndarray, shape: np.ndarray, cam: np.ndarray, res: int,
+    focal: np.ndarray | float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vertices in SPIN's perspective camera of a ``res`` crop, and its intrinsics, for overlays."""
+    """Vertices in the perspective camera of a ``res`` crop with focal ``focal`` (pixels; SPIN's
+    convention when None), and its intrinsics ``(B, 3, 3)``, for overlays."""
     r = torch.as_tensor(rotmats, dtype=torch.float32)
     s = torch.as_tensor(shape, dtype=torch.float32)
     c = torch.as_tensor(cam, dtype=torch.float32)
-    vertices, k, _ = perspective_vertices(body(r, s).vertices, c, res)
+    f = None if focal is None else torch.as_tensor(focal, dtype=torch.float32).reshape(-1)
+    vertices, k, _ = perspective_vertices(body(r, s).vertices, c, res, f)
     return vertices, k
