@@ -78,7 +78,15 @@ def _part_of_bone(name: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ANNY_CACHE_DIR", Path.cwd() / "data" / "cache" / "anny"))
+    """``$ANNY_CACHE_DIR``; else ``data/cache/anny`` of the checkout this package runs from (so
+    commands run from any folder share the project's cache); else ``~/.cache/texturepose/anny``."""
+    if os.environ.get("ANNY_CACHE_DIR"):
+        return Path(os.environ["ANNY_CACHE_DIR"])
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "data" / "cache" / "anny"
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "texturepose" / "anny"
 
 
 def load_native_anny(cache_dir: str | os.PathLike | None = None):

@@ -1,0 +1,177 @@
+"""`texturepose predict` as a function: every image, folder and video given, every person in
+it, the outputs under one folder; unreadable inputs are skipped, counted and reported."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from texturepose.evaluation.outputs import atomic_path
+from texturepose.inference import export
+from texturepose.inference.inputs import (
+    InputError,
+    MediaFile,
+    expand_inputs,
+    open_video,
+    read_image,
+    video_frames,
+)
+from texturepose.inference.people import (
+    Person,
+    parse_bbox,
+    people_from_keypoint_json,
+    person_from_box,
+    whole_image,
+)
+from texturepose.inference.photo import PhotoPredictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictSummary:
+    written: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    people: int = 0
+    frames: int = 0
+
+    def lines(self) -> list[str]:
+        out = [f"{self.frames} image(s)/frame(s), {self.people} person prediction(s), "
+               f"{len(self.written)} file(s) written, {len(self.skipped)} input(s) skipped"]
+        out += [f"  skipped {path}: {why}" for path, why in self.skipped]
+        return out
+
+
+@dataclass
+class PeopleSpec:
+    """How people are found: a box, a keypoint JSON, or (neither) the whole image."""
+
+    bbox: str | None = None
+    keypoints: str | None = None
+
+    def find(self, size: tuple[int, int]) -> list[Person]:
+        if self.bbox:
+            return [person_from_box(parse_bbox(self.bbox), size)]
+        if self.keypoints:
+            return people_from_keypoint_json(self.keypoints, size)
+        return [whole_image(size)]
+
+
+def _stem(media: MediaFile, roots: list[Path]) -> str:
+    """An output name unique among the inputs: the path below the folder it was found in."""
+    for root in roots:
+        if root.is_dir() and root in media.path.parents:
+            return "__".join(media.path.relative_to(root).with_suffix("").parts)
+    return media.path.stem
+
+
+def _write_person_files(stem: Path, meshes, faces, body_model: str,
+                        summary: PredictSummary) -> None:
+    for j, m in enumerate(meshes):
+        base = stem.with_name(f"{stem.name}_person{j}")
+        summary.written += [str(p) for p in export.write_meshes(base, m, faces)]
+        record = export.person_record(m, body_model)
+        summary.written.append(str(export.write_json(base.with_suffix(".json"), record)))
+    summary.people += len(meshes)
+
+
+def predict_paths(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    checkpoint: str | os.PathLike = "checkpoints/final.pt",
+    people: PeopleSpec | None = None,
+    device: str = "cpu",
+    every: int = 1,
+    max_frames: int = 0,
+    meshes_for_video: bool = False,
+    progress: bool = True,
+) -> PredictSummary:
+    """Predict every person in ``inputs`` (images, folders, videos) and write, under
+    ``out_dir``: ``<name>_overlay.png`` (front | side view) and per person
+    ``<name>_person<j>.{obj,ply,json}``; for a video ``<name>_overlay.mp4`` with every frame
+    (the frames predicted on drawn with their mesh) at the input's rate, and per-frame JSON
+    (meshes too with ``meshes_for_video``)."""
+    people = people or PeopleSpec()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = PhotoPredictor(checkpoint, device=device)
+    faces = predictor.faces
+    body_model = predictor.body.name
+    if not people.bbox and not people.keypoints:
+        log.warning("no --bbox or --keypoints given and no person detector ships with this "
+                    "package: each image is taken as one person filling it (crop your photos "
+                    "around the person, or pass a box)")
+    media, summary_skipped = expand_inputs(inputs)
+    summary = PredictSummary(skipped=list(summary_skipped))
+    roots = [Path(p) for p in inputs]
+    for item in tqdm(media, desc="predict", unit="file", disable=not progress):
+        stem = out / _stem(item, roots)
+        try:
+            if item.kind == "image":
+                image = read_image(item.path)
+                found = people.find((image.shape[1], image.shape[0]))
+                meshes = predictor.predict(image, found)
+                picture = export.front_and_side(image, meshes, faces)
+                summary.written.append(str(export.write_png(
+                    stem.with_name(stem.name + "_overlay.png"), picture)))
+                _write_person_files(stem, meshes, faces, body_model, summary)
+                summary.frames += 1
+            else:
+                _predict_video(item.path, stem, predictor, people, every, max_frames,
+                               meshes_for_video, summary)
+        except InputError as e:
+            log.warning("skipping %s", e)
+            summary.skipped.append((str(item.path), str(e)))
+    for line in summary.lines():
+        log.info(line)
+    return summary
+
+
+def _predict_video(path: Path, stem: Path, predictor: PhotoPredictor, people: PeopleSpec,
+                   every: int, max_frames: int, with_meshes: bool,
+                   summary: PredictSummary) -> None:
+    """Overlay video with the input's frame count and rate: frames that are not predicted on
+    (``every`` > 1, beyond ``max_frames``) are copied through unchanged."""
+    video, cap = open_video(path)
+    faces = predictor.faces
+    target = stem.with_name(stem.name + "_overlay.mp4")
+    wanted = set()
+    try:
+        with atomic_path(target) as tmp:
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), video.fps,
+                                     video.size)
+            if not writer.isOpened():
+                raise InputError(f"{target}: OpenCV cannot write MP4 video here")
+            kept = 0
+            for index, frame in video_frames(cap, 1, 0):
+                predict_this = index % every == 0 and (not max_frames or kept < max_frames)
+                if predict_this:
+                    kept += 1
+                    wanted.add(index)
+                    found = people.find((frame.shape[1], frame.shape[0]))
+                    meshes = predictor.predict(frame, found)
+                    frame = export.overlay_image(frame, meshes, faces)
+                    fstem = stem.with_name(f"{stem.name}_frame{index:06d}")
+                    if with_meshes:
+                        _write_person_files(fstem, meshes, faces, predictor.body.name, summary)
+                    else:
+                        for j, m in enumerate(meshes):
+                            rec = export.person_record(m, predictor.body.name)
+                            summary.written.append(str(export.write_json(
+                                fstem.with_name(f"{fstem.name}_person{j}.json"), rec)))
+                        summary.people += len(meshes)
+                    summary.frames += 1
+                writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+            writer.release()
+    finally:
+        cap.release()
+    if not wanted:
+        raise InputError(f"{path}: no frame could be read")
+    summary.written.append(str(target))

@@ -1,0 +1,101 @@
+"""A trained model on people in ordinary images: crop, regress, and place the mesh in the
+image's camera (for overlays, exported meshes and keypoints in image pixels)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from texturepose.body import body_from_section
+from texturepose.body.base import BodyModel, BodyModelError
+from texturepose.data.crops import crop_image
+from texturepose.geometry.cameras import SPIN_FOCAL_224, perspective_vertices
+from texturepose.inference.inputs import InputError
+from texturepose.inference.people import Person
+
+
+@dataclass
+class PersonMesh:
+    """One person's prediction, in the camera of the whole image (OpenCV axes, metres)."""
+
+    person: Person
+    vertices: np.ndarray  # (V, 3) camera frame
+    keypoints_3d: np.ndarray  # (K, 3) superset keypoints, camera frame
+    keypoints_2d: np.ndarray  # (K, 2) image pixels, = K_image projection of keypoints_3d
+    K: np.ndarray  # (3, 3) intrinsics of the whole image (focal from the model's convention)
+    rotmats: np.ndarray  # (J, 3, 3) body-model joint rotations
+    shape: np.ndarray  # (S,) body-model shape
+    cam: np.ndarray  # (3,) the network's weak-perspective camera (s, tx, ty) of the crop
+
+
+class PhotoPredictor:
+    """Loads ``checkpoint`` (a ``final.pt``) and its body model once; :meth:`predict` runs it.
+
+    ``root``: the project folder relative body-model paths in the checkpoint are taken from."""
+
+    def __init__(self, checkpoint: str | os.PathLike, device: str = "cpu",
+                 root: str | os.PathLike | None = None):
+        from texturepose.training.checkpoint import load_model
+
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise InputError(f"{path}: no such checkpoint: train one (`bash scripts/run.sh` or "
+                             "`dvc repro train`) or pass --checkpoint PATH to a final.pt")
+        try:
+            self.regressor, state = load_model(path, map_location=device)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise InputError(f"{path}: not a usable trained model: {e}") from None
+        self.device = torch.device(device)
+        try:
+            self.body: BodyModel = body_from_section(state.get("body"), root).to(self.device)
+        except (BodyModelError, OSError, ValueError) as e:
+            raise InputError(f"{path}: its body model {state.get('body')} cannot be built "
+                             f"here: {e}") from None
+        if (self.body.num_joints, self.body.num_shape) != (state["num_joints"],
+                                                           state["num_shape"]):
+            raise InputError(
+                f"{path}: the checkpoint predicts {state['num_joints']} joints / "
+                f"{state['num_shape']} shape values but its body model "
+                f"{state.get('body', {}).get('model')!r} here has {self.body.num_joints} / "
+                f"{self.body.num_shape}: use the body-model files it was trained with")
+        self.res = int(state["model_config"].get("res", 224))
+        self.focal_224 = float(state.get("focal_224", SPIN_FOCAL_224))
+        self.regressor.to(self.device).eval()
+
+    @property
+    def faces(self) -> np.ndarray:
+        return self.body.faces.cpu().numpy()
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, people: list[Person]) -> list[PersonMesh]:
+        """Meshes of ``people`` in the RGB ``image`` (H, W, 3) uint8, one batch."""
+        if not people:
+            return []
+        crops = np.stack([crop_image(image, p.center, p.size, self.res) for p in people])
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        pred = self.regressor(x, keypoints_fn=self.body.keypoints)
+        rot, shape, cam = pred["rotmats"].float(), pred["shape"].float(), pred["cam"].float()
+        out = self.body(rot, shape)
+        verts, k_crop, focal = perspective_vertices(out.vertices, cam, self.res,
+                                                    None, self.focal_224)
+        offset = verts[:, :1] - out.vertices[:, :1]  # the camera translation of each person
+        kp3 = out.keypoints + offset
+        results = []
+        for i, p in enumerate(people):
+            # Crop pixels are image pixels scaled by res/size about the crop's centre.
+            f_img = float(k_crop[i, 0, 0]) * p.size / self.res
+            k_img = np.array([[f_img, 0, p.center[0]], [0, f_img, p.center[1]], [0, 0, 1]],
+                             np.float64)
+            k3 = kp3[i].cpu().numpy().astype(np.float64)
+            uvw = k3 @ k_img.T
+            results.append(PersonMesh(
+                person=p, vertices=verts[i].cpu().numpy(), keypoints_3d=k3.astype(np.float32),
+                keypoints_2d=(uvw[:, :2] / uvw[:, 2:3]).astype(np.float32), K=k_img,
+                rotmats=rot[i].cpu().numpy(), shape=shape[i].cpu().numpy(),
+                cam=cam[i].cpu().numpy()))
+        return results
