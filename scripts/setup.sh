@@ -10,10 +10,16 @@ fi
 . .venv/bin/activate
 stamp=.venv/.texturepose-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  python -m pip install -q --upgrade pip
   # torch is pinned to 2.13.0 in pyproject.toml: on these machines that is the CPU build on
-  # local disk; elsewhere pip takes it from PyPI.
-  python -m pip install -q -e '.[dev]'
+  # local disk; elsewhere pip takes it from PyPI. pip's log (pages of setuptools deprecation
+  # notices) is kept in .venv/pip-install.log and shown only when the install fails.
+  echo "installing texturepose and its dependencies into .venv (log: .venv/pip-install.log)"
+  if ! { python -m pip install -q --upgrade pip && python -m pip install -q -e '.[dev]'; } \
+      > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log
+    echo "setup failed: pip could not install the project (log above)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 # Headless Chromium for the HTML report test (Debian package); skipped when not root/apt.

@@ -1,3 +1,5 @@
+import logging
+
 import mlflow
 
 from texturepose.tracking import flatten, resolve_uri, stage_run
@@ -39,3 +41,15 @@ def test_unreachable_store_does_not_stop_the_stage(tmp_path, monkeypatch):
 def test_default_store_is_inside_the_project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_unreachable_server_is_probed_once_quickly_without_mlflow_retries(tmp_path, monkeypatch,
+                                                                         caplog):
+    # No retry settings: MLflow's own client would retry for minutes; the probe answers at once.
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    caplog.set_level(logging.WARNING, logger="texturepose.tracking")
+    with stage_run("evaluate", {"a": 1}, project_root=tmp_path) as run:
+        assert not run.active
+    assert "http://127.0.0.1:9 does not answer" in caplog.text
+    assert "goes on untracked" in caplog.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -93,6 +94,27 @@ class StageRun:
         self._call("set_tags", {k: str(v) for k, v in tags.items()})
 
 
+#: Seconds to wait for a tracking server before going on untracked (MLflow's own client retries
+#: for minutes).
+PROBE_TIMEOUT_S = 3.0
+
+
+def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when ``uri`` is not an HTTP(S) server or it answers within ``timeout`` seconds;
+    else why it cannot be reached."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return None
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{uri} does not answer within {timeout:g} s ({e})"
+
+
 @contextlib.contextmanager
 def stage_run(
     stage: str,
@@ -120,7 +142,11 @@ def stage_run(
     try:
         import mlflow
 
-        mlflow.set_tracking_uri(resolve_uri(uri, root))
+        resolved = resolve_uri(uri, root)
+        unreachable = probe_server(resolved)
+        if unreachable:
+            raise ConnectionError(unreachable)
+        mlflow.set_tracking_uri(resolved)
         mlflow.set_experiment(experiment)
         exp_name = _dvc_experiment_name()
         name = run_name or (f"{stage} {exp_name}" if exp_name else stage)
