@@ -18,10 +18,19 @@ os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / "data" / "cache" / "anny"))
 
 
 def load_params(path: str | os.PathLike = REPO / "params.yaml") -> dict[str, Any]:
+    """The params file as a dict, after checking every section's keys and types
+    (:mod:`texturepose.params_schema`): a typo stops the stage (exit status 1, no traceback),
+    naming the key."""
+    from texturepose.params_schema import ParamsError, validate_params
+
     with open(path) as f:
         params = yaml.safe_load(f)
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    try:
+        validate_params(params, str(path))
+    except ParamsError as e:
+        raise SystemExit(f"error: {e}") from None
     return params
 
 
