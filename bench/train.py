@@ -1,27 +1,28 @@
-"""Benchmark: images/s of a full training step with each loss group switched on in turn, beside
-the backbone's bare forward+backward on the same batch, and each configuration's peak memory.
+"""Benchmark: the training step's levers side by side, as ratios to the bare backbone.
 
-    python bench/train.py                      # default params: resnet18, 128 px, batch 8+2x2
-    python bench/train.py --backbone resnet50 --res 224 --batch 32 --pairs 8
+    python bench/train.py                      # params.yaml's model and loss at its resolution
+    python bench/train.py --res 128 --batch 16 --pairs 2
 
-All configurations run in one process on the same generated batches, one step of each in turn
-per round (machine load hits them alike), and the median step time is reported. "data" is the
-time to read, crop, augment and collate the batch (num_workers=0), included in the full steps'
-times (not in the bare backbone's). "peak +RSS" is the peak resident memory during the
-configuration's step above the memory just before it (its transient working memory); the
-process's overall peak RSS is printed at the end. "body model only" times the body model's
-forward+backward for the batch's poses (part of every full step).
+Every configuration is built in one process on the same generated batches, and one step of each
+runs in turn per round (machine load hits them alike); the median step time is reported, as
+images/s and as a ratio to the bare backbone's forward+backward on the same images ("x bare").
+The configurations:
+
+* ``bare backbone``: the backbone alone (channels-last), no data loading, no heads, no losses;
+* ``default``: params.yaml's full step (data loading included, num_workers=0);
+* one lever changed each: NCHW instead of channels-last; CPU bfloat16 autocast of the backbone;
+  the full body model instead of its skinning-free keypoint path; HMR's pooled head instead of
+  the keypoint head; no IEF feedback; the first three backbone stages frozen; the 2D losses only
+  (no pair terms, no prior).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,151 +30,108 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / "data" / "cache" / "anny"))
 
-ALL_OFF = {"keypoints_2d": 0.0, "adversarial": 0.0, "texture": 0.0, "multiview_pose": 0.0,
-           "shape_consistency": 0.0, "keypoints_3d": 0.0, "body_pose": 0.0, "body_shape": 0.0}
-CONFIGS = {
-    "keypoints_2d": {"keypoints_2d": 5.0},
-    "+adversarial": {"keypoints_2d": 5.0, "adversarial": 0.1},
-    "+texture": {"keypoints_2d": 5.0, "texture": 1.0},
-    "+multiview/shape": {"keypoints_2d": 5.0, "multiview_pose": 1.0, "shape_consistency": 0.1},
-    "+3d/body params": {"keypoints_2d": 5.0, "keypoints_3d": 1.0, "body_pose": 0.5,
-                        "body_shape": 0.1},
-    "all": {"keypoints_2d": 5.0, "adversarial": 0.1, "texture": 1.0, "multiview_pose": 1.0,
-            "shape_consistency": 0.1, "keypoints_3d": 1.0, "body_pose": 0.5, "body_shape": 0.1},
+PAIR_TERMS = ("adversarial", "texture", "multiview_pose", "shape_consistency")
+LEVERS: dict[str, dict] = {
+    "default": {},
+    "NCHW (no channels-last)": {"train.channels_last": False},
+    "CPU bfloat16 autocast": {"amp": "bf16"},
+    "full body model for keypoints": {"full_body": True},
+    "pooled head (HMR/SPIN)": {"model.head": "pooled", "model.feedback": False},
+    "no IEF feedback": {"model.feedback": False},
+    "3 backbone stages frozen": {"model.frozen_stages": 3},
+    "2D losses only": {**{f"loss.{t}": 0.0 for t in PAIR_TERMS}},
 }
 
 
-def _data(root: Path, res: int) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_training import write_tiny_dataset
+def _params(base: dict, args: argparse.Namespace, changes: dict) -> dict:
+    import copy
 
-    write_tiny_dataset(root, frames=8, cameras=4, res=res)
-
-
-class _PeakRss:
-    """Peak resident memory of this process while a block runs (sampled every 2 ms)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-
-    @staticmethod
-    def now() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self):
-        self._stop = threading.Event()
-        self.peak = self.now()
-
-        def run():
-            while not self._stop.wait(0.002):
-                self.peak = max(self.peak, self.now())
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.now())
+    p = copy.deepcopy(base)
+    p["model"]["res"] = args.res
+    p["train"].update(batch_size=args.batch, num_workers=0, steps=1000)
+    p["data"].update(mix={"tiny": 1.0}, pairs_per_batch=args.pairs)
+    p["loss"]["texture_start"] = 0
+    for key, value in changes.items():
+        if "." in key:
+            section, name = key.split(".")
+            p[section][name] = value
+    return p
 
 
-def run(args: argparse.Namespace, root: Path) -> list[dict]:
-    """All configurations in one process, one step of each in turn per round (so a change in
-    machine load hits them alike); the median step time per configuration."""
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--res", type=int, default=None, help="default: params.yaml model.res")
+    ap.add_argument("--batch", type=int, default=None, help="default: params.yaml")
+    ap.add_argument("--pairs", type=int, default=None, help="default: params.yaml")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=1)
+    args = ap.parse_args()
     import torch
+    import yaml
 
     from texturepose.body import build_body_model
     from texturepose.training.config import TrainConfig
     from texturepose.training.data import build_data, load_mocap_poses
     from texturepose.training.factory import build_models, build_trainer
 
-    body = build_body_model("anny")
-    rot, shape = load_mocap_poses(root / "data/mocap/anny_poses.h5", body)
-    setups = {}
-    for name in ["bare backbone", "body model only", *CONFIGS]:
-        loss = dict(ALL_OFF, **CONFIGS.get(name, {"keypoints_2d": 5.0}),
-                    texture_res=args.texture_res)
-        params = {"seed": 0, "model": {"backbone": args.backbone, "res": args.res},
-                  "loss": loss,
-                  "train": {"steps": 1000, "batch_size": args.batch, "num_workers": 0},
-                  "data": {"mix": {"tiny": 1.0}, "pairs_per_batch": args.pairs}}
-        cfg = TrainConfig.from_params(params)
-        torch.manual_seed(0)
-        models = build_models(cfg, body, rot, shape,
-                              atlas_cache=root / f"atlas{args.texture_res}.npz")
-        data = build_data(cfg, body, {"tiny": (root / "data/processed/tiny_train.h5",
-                                               root / "data/pairs/tiny_train.parquet")})
-        setups[name] = (build_trainer(cfg, body, models), data)
-    times = {n: [] for n in setups}
-    loads = {n: [] for n in setups}
-    peaks = dict.fromkeys(setups, 0)
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    args.res = args.res or base["model"]["res"]
+    args.batch = args.batch or base["train"]["batch_size"]
+    args.pairs = base["data"]["pairs_per_batch"] if args.pairs is None else args.pairs
     n_images = args.batch + 2 * args.pairs
-    for step in range(args.warmup + args.steps):
-        for name, (trainer, data) in setups.items():
-            before = _PeakRss.now()
-            with _PeakRss() as mem:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sys.path.insert(0, str(REPO / "tests"))
+        from test_training import write_tiny_dataset
+
+        write_tiny_dataset(root, frames=8, cameras=4, res=args.res)
+        body = build_body_model("anny")
+        rot = load_mocap_poses(root / "data/mocap/anny_poses.h5", body)
+        setups = {}
+        for name, changes in LEVERS.items():
+            cfg = TrainConfig.from_params(_params(base, args, changes))
+            torch.manual_seed(0)
+            models = build_models(cfg, body, rot, atlas_cache=root / "atlas.npz")
+            data = build_data(cfg, body, {"tiny": (root / "data/processed/tiny_train.h5",
+                                                   root / "data/pairs/tiny_train.parquet")})
+            trainer = build_trainer(cfg, body, models)
+            if changes.get("amp") == "bf16":
+                trainer.enable_amp(torch.bfloat16)
+            setups[name] = (trainer, data, changes)
+        times: dict[str, list[float]] = {"bare backbone": [], **{n: [] for n in setups}}
+        for step in range(args.warmup + args.steps):
+            trainer, data, _ = setups["default"]
+            batch = torch.utils.data.default_collate(
+                [data.dataset[r] for r in data.sampler.batch(step)])
+            reg = trainer.regressor
+            reg.train()
+            t0 = time.perf_counter()
+            reg.zero_grad(set_to_none=True)
+            images = ((batch["image"] - reg.input_mean) / reg.input_std).contiguous(
+                memory_format=torch.channels_last)
+            reg.backbone.features(images).sum().backward()
+            if step >= args.warmup:
+                times["bare backbone"].append(time.perf_counter() - t0)
+            for name, (trainer, data, changes) in setups.items():
+                saved = body.fast_keypoints
+                if changes.get("full_body"):
+                    body.fast_keypoints = False  # AnnyBody.keypoints uses the full mesh
                 t0 = time.perf_counter()
                 batch = torch.utils.data.default_collate(
                     [data.dataset[r] for r in data.sampler.batch(step)])
-                t1 = time.perf_counter()
-                if name == "bare backbone":
-                    reg = trainer.regressor
-                    reg.train()
-                    reg.zero_grad(set_to_none=True)
-                    images = (batch["image"] - reg.input_mean) / reg.input_std
-                    reg.backbone.features(images).sum().backward()
-                elif name == "body model only":  # its forward+backward for the batch's poses
-                    n = len(batch["image"])
-                    r = body.rest_rotmats(n).requires_grad_()
-                    sh = body.mean_shape.expand(n, -1).clone().requires_grad_()
-                    out = body(r, sh)
-                    (out.keypoints.sum() + out.vertices.sum()).backward()
-                else:
-                    trainer.train_step(batch)
-                t2 = time.perf_counter()
-            if step >= args.warmup:
-                loads[name].append(t1 - t0)
-                # The bare backbone is timed without data loading; full steps include it.
-                bare = name in ("bare backbone", "body model only")
-                times[name].append(t2 - t1 if bare else t2 - t0)
-                peaks[name] = max(peaks[name], mem.peak - before)
-    rows = []
-    for name in setups:
-        step_s = statistics.median(times[name])
-        rows.append({"name": name, "images_per_s": n_images / step_s, "step_s": step_s,
-                     "data_s": statistics.median(loads[name]),
-                     "peak_mb": peaks[name] / 2**20})
-    return rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backbone", default="resnet18")
-    ap.add_argument("--res", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=8, help="single images per step")
-    ap.add_argument("--pairs", type=int, default=2, help="pairs per step (2 images each)")
-    ap.add_argument("--texture-res", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=1)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        _data(Path(tmp), args.res)
-        rows, max_rss = run(args, Path(tmp))
-    import torch
-
-    print(f"\n{args.backbone} at {args.res} px, {args.batch} singles + {args.pairs} pairs "
-          f"= {args.batch + 2 * args.pairs} images/step, texture map {args.texture_res}^2, "
-          f"{torch.get_num_threads()} threads, {args.steps} timed steps")
-    base = rows[0]["step_s"] if rows and rows[0]["name"] == "bare backbone" else None
-    print(f"{'configuration':<20}{'images/s':>10}{'step s':>9}{'data s':>9}{'x bare':>8}"
-          f"{'step +RSS MB':>14}")
-    for r in rows:
-        ratio = f"{r['step_s'] / base:.2f}" if base else "-"
-        print(f"{r['name']:<20}{r['images_per_s']:>10.2f}{r['step_s']:>9.3f}{r['data_s']:>9.3f}"
-              f"{ratio:>8}{r['peak_mb']:>14.0f}")
-    print(f"process peak RSS (all {len(rows)} set-ups built at once): {max_rss:.0f} MB")
+                trainer.train_step(batch)
+                dt = time.perf_counter() - t0
+                body.fast_keypoints = saved
+                if step >= args.warmup:
+                    times[name].append(dt)
+    bare = statistics.median(times["bare backbone"])
+    print(f"\n{base['model']['backbone']} at {args.res} px, {args.batch} singles + {args.pairs} "
+          f"pairs = {n_images} images/step, {torch.get_num_threads()} threads, {args.steps} "
+          f"timed rounds")
+    print(f"{'configuration':<32}{'images/s':>10}{'step s':>9}{'x bare':>8}")
+    for name, ts in times.items():
+        s = statistics.median(ts)
+        print(f"{name:<32}{n_images / s:>10.1f}{s:>9.3f}{s / bare:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,20 @@ def test_sampled_shapes_are_seeded_bounded_and_varied(anny_body):
     heights = anny_body(anny_body.rest_rotmats(64), a).vertices[..., 1]
     span = heights.amax(1) - heights.amin(1)
     assert 1.3 < float(span.min()) and float(span.max()) < 2.2, span  # adult statures (m)
+
+
+def test_fast_keypoint_path_falls_back_to_the_full_model_when_its_check_fails(
+        anny_body, monkeypatch, caplog):
+    import texturepose.body.anny_model as am
+
+    saved = anny_body.fast_keypoints, anny_body._keypoint_path
+    monkeypatch.setattr(am, "FAST_KEYPOINT_TOLERANCE", -1.0)  # no path can pass
+    anny_body.fast_keypoints, anny_body._keypoint_path = None, None
+    try:
+        rot = _random_pose(anny_body, 2, 4)
+        shape = anny_body.sample_shapes(2, seed=6)
+        got = anny_body.keypoints(rot, shape)
+        assert anny_body.fast_keypoints is False and "using the full model" in caplog.text
+        torch.testing.assert_close(got, anny_body(rot, shape).keypoints)
+    finally:
+        anny_body.fast_keypoints, anny_body._keypoint_path = saved

@@ -148,6 +148,9 @@ class AnnyBody(BodyModel):
         self.register_buffer("_kp_vertices", used)
         self.register_buffer("_kp_weights", weights[:, used].contiguous())
         self._keypoint_path = None  # built on first use of keypoints()
+        # False: the full model computes keypoints (the fast path failed its check, or a
+        # benchmark asks for the full model); None: not decided yet.
+        self.fast_keypoints: bool | None = None
 
     @property
     def num_vertices(self) -> int:
@@ -176,17 +179,18 @@ class AnnyBody(BodyModel):
         against the full model; the full model if that check fails. ``shape_index``: see
         :meth:`BodyModel.keypoints`."""
         self._check_inputs(rotmats, shape if shape_index is None else shape[shape_index])
-        if self._keypoint_path is None:
+        if self.fast_keypoints is None or (self.fast_keypoints and self._keypoint_path is None):
             from texturepose.body.anny_fast_keypoints import AnnyKeypointPath
 
             path = AnnyKeypointPath(self)
             err = path.max_error()
-            if err > FAST_KEYPOINT_TOLERANCE:
+            self.fast_keypoints = err <= FAST_KEYPOINT_TOLERANCE
+            if self.fast_keypoints:
+                self._keypoint_path = path
+            else:
                 log.warning("Anny's fast keypoint path differs from the full model by %.3g m "
                             "(anny changed?): using the full model (slower)", err)
-                path = False
-            self._keypoint_path = path
-        if self._keypoint_path is False:
+        if not self.fast_keypoints:
             return super().keypoints(rotmats, shape, shape_index)
         return self._keypoint_path(rotmats, shape, shape_index)
 
