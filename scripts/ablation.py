@@ -4,6 +4,7 @@ consistency; + multi-view and shape consistency, each trained and evaluated once
     python scripts/ablation.py --seeds 0 1 2                  # after `dvc repro` (its data)
     python scripts/ablation.py --seeds 0 1 2 -S train.steps=1500
     python scripts/ablation.py --configs keypoints_2d +multiview --seeds 3
+    python scripts/ablation.py --summarise                    # table of every finished run
 
 Every run trains with `stages/train.py` on the pipeline's data (params.yaml plus the
 configuration's loss weights, the seed and the -S overrides) in its own folder under
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                     help="param override for every run, e.g. -S train.steps=1500")
+    ap.add_argument("--summarise", action="store_true",
+                    help="train nothing: summarise every finished run under reports/ablation/runs "
+                         "(configurations may then have different numbers of seeds)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / "data" / "cache" / "anny"))
@@ -182,9 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"{missing} missing: run `dvc repro` first (the ablation trains on "
                          "the pipeline's data)")
-    results = [run_one(c, s, run_params(base, c, s, args.set))
-               for s in args.seeds for c in args.configs]
-    summary = summarise(results, sorted(set(args.seeds)), args.set)
+    if args.summarise:
+        results = [json.loads(p.read_text()) for p in sorted(OUT.glob("runs/*/result.json"))]
+        results = [r for r in results if r.get("config") in CONFIGS]
+        if not results:
+            raise SystemExit(f"no finished runs under {OUT / 'runs'}: run the ablation first")
+        seeds = sorted({r["seed"] for r in results})
+    else:
+        results = [run_one(c, s, run_params(base, c, s, args.set))
+                   for s in args.seeds for c in args.configs]
+        seeds = sorted(set(args.seeds))
+    summary = summarise(results, seeds, args.set)
     write_json(OUT / "summary.json", summary)
     text = markdown(summary)
     (OUT / "summary.md").write_text(text)
