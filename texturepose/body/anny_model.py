@@ -94,6 +94,15 @@ def load_native_anny(cache_dir: str | os.PathLike | None = None):
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     try:
+        import warp
+
+        # Anny's skinning runs on NVIDIA Warp, whose start-up banner (devices, kernel cache)
+        # and module-load lines are info messages on stdout of every command; warnings still show.
+        if warp.config.log_level < logging.WARNING:
+            warp.config.log_level = logging.WARNING
+    except ImportError:  # pragma: no cover - anny brings warp
+        pass
+    try:
         import anny
         from anny.paths import set_anny_cache_path
     except ImportError as e:  # pragma: no cover - anny is a hard dependency
