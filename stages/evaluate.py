@@ -28,7 +28,7 @@ def main() -> int:
     from texturepose.evaluation.mlflow_log import log_evaluation
     from texturepose.evaluation.outputs import write_metrics_json
     from texturepose.evaluation.run import EvaluationError, evaluate_checkpoint
-    from texturepose.tracking import stage_run
+    from texturepose.tracking import run_exists, stage_run
 
     ev = params["evaluate"]
     try:
@@ -39,11 +39,18 @@ def main() -> int:
         raise SystemExit(str(e)) from e
     write_metrics_json(REPO / "reports" / "metrics.json", metrics)
     tr = params.get("tracking", {})
-    with stage_run("evaluate", params, project_root=REPO, uri=tr.get("uri"),
-                   experiment=tr.get("experiment", "texturepose"),
-                   run_id=state.get("mlflow_run_id"),
-                   enabled=bool(tr.get("enabled", True))) as run:
-        log_evaluation(run, metrics, [*artifacts, REPO / "reports" / "metrics.json"])
+    train_run = state.get("mlflow_run_id")
+    files = [*artifacts, REPO / "reports" / "metrics.json"]
+    track = {"project_root": REPO, "uri": tr.get("uri"),
+             "experiment": tr.get("experiment", "texturepose"),
+             "enabled": bool(tr.get("enabled", True))}
+    into = (train_run if train_run and track["enabled"]
+            and run_exists(train_run, tr.get("uri"), REPO) else None)
+    if train_run and not into and track["enabled"]:
+        log.info("training run %s is not in this MLflow store: evaluation gets its own run, "
+                 "tagged with it", train_run)
+    with stage_run("evaluate", params, run_id=into, **track) as run:
+        log_evaluation(run, metrics, files, train_run_id=None if into else train_run)
     return 0
 
 

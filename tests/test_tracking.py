@@ -53,3 +53,18 @@ def test_unreachable_server_is_probed_once_quickly_without_mlflow_retries(tmp_pa
         assert not run.active
     assert "http://127.0.0.1:9 does not answer" in caplog.text
     assert "goes on untracked" in caplog.text
+
+
+def test_run_exists_and_an_untracked_evaluation_claims_nothing(tmp_path, monkeypatch, caplog):
+    from texturepose.evaluation.mlflow_log import log_evaluation
+    from texturepose.tracking import StageRun, run_exists
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with stage_run("train", {"a": 1}, project_root=tmp_path) as run:
+        rid = run.run_id
+    assert run_exists(rid, None, tmp_path)
+    assert not run_exists("0123456789abcdef0123456789abcdef", None, tmp_path)
+    caplog.set_level(logging.INFO, logger="texturepose.evaluation.mlflow_log")
+    assert log_evaluation(StageRun(None, None), {"s": {"mpjpe": 1.0}}) == {}
+    assert "nothing logged to MLflow" in caplog.text and "logged 1 metrics" not in caplog.text

@@ -115,6 +115,21 @@ def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         return f"{uri} does not answer within {timeout:g} s ({e})"
 
 
+def run_exists(run_id: str, uri: str | None, project_root: str | os.PathLike = ".") -> bool:
+    """Whether the store at ``uri`` (resolved as :func:`stage_run` does) holds ``run_id``;
+    False when the store cannot be reached."""
+    resolved = resolve_uri(uri, Path(project_root))
+    if probe_server(resolved):
+        return False
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=resolved).get_run(run_id)
+        return True
+    except Exception:  # noqa: BLE001 - unknown run, unreadable store: both mean "not there"
+        return False
+
+
 @contextlib.contextmanager
 def stage_run(
     stage: str,

@@ -56,6 +56,9 @@ def log_evaluation(
     if missing:
         raise FileNotFoundError(f"evaluation artifacts to log to MLflow do not exist: {missing}")
     flat = flatten_metrics(metrics, prefix)
+    if not getattr(run, "active", True):
+        log.info("nothing logged to MLflow (tracking is off or unavailable)")
+        return {}
     if train_run_id is not None:
         run.set_tags({PARENT_TAG: train_run_id})
     run.log_metrics(flat)
