@@ -364,3 +364,14 @@ def test_dataset_paths_follow_the_pipeline_layout(tmp_path):
     cfg = TrainConfig.from_params({"data": {"mix": {"mpii": 1.0}}})
     with pytest.raises(FileNotFoundError, match=r"data\.mix\.mpii = 1\.0 .* preprocess_datasets"):
         dataset_paths(cfg, tmp_path)
+
+
+def test_an_unwritable_atlas_cache_does_not_stop_training(anny_body, tmp_path, caplog):
+    from texturepose.training.factory import _atlas
+
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the cache folder should be")  # mkdir fails, even as root
+    atlas = _atlas(anny_body, 16, blocker / "cache" / "atlas16.npz")
+    assert atlas.num_faces == int(anny_body.faces.shape[0])
+    assert "could not write the UV atlas cache" in caplog.text
+    assert not list(tmp_path.glob("**/*.tmp*"))

@@ -73,7 +73,11 @@ def _atlas(body: BodyModel, res: int, cache: str | os.PathLike | None) -> UVAtla
             log.warning("rebuilding the UV atlas: %s", e)
     atlas = UVAtlas.build(body.uv, body.face_uv, body.faces, res)
     if cache is not None:
-        atlas.save(cache)
+        try:
+            atlas.save(cache)
+        except OSError as e:  # a read-only data/ must not stop training: the cache is optional
+            log.warning("could not write the UV atlas cache %s (%s): using it from memory; "
+                        "it is rebuilt on the next run", cache, e)
     return atlas
 
 
