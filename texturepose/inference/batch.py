@@ -73,10 +73,11 @@ def _stem(media: MediaFile, roots: list[Path]) -> str:
 
 
 def _write_person_files(stem: Path, meshes, faces, body_model: str,
-                        summary: PredictSummary) -> None:
+                        summary: PredictSummary, with_meshes: bool = True) -> None:
     for j, m in enumerate(meshes):
         base = stem.with_name(f"{stem.name}_person{j}")
-        summary.written += [str(p) for p in export.write_meshes(base, m, faces)]
+        if with_meshes:
+            summary.written += [str(p) for p in export.write_meshes(base, m, faces)]
         record = export.person_record(m, body_model)
         summary.written.append(str(export.write_json(base.with_suffix(".json"), record)))
     summary.people += len(meshes)
@@ -159,14 +160,8 @@ def _predict_video(path: Path, stem: Path, predictor: PhotoPredictor, people: Pe
                     meshes = predictor.predict(frame, found)
                     frame = export.overlay_image(frame, meshes, faces)
                     fstem = stem.with_name(f"{stem.name}_frame{index:06d}")
-                    if with_meshes:
-                        _write_person_files(fstem, meshes, faces, predictor.body.name, summary)
-                    else:
-                        for j, m in enumerate(meshes):
-                            rec = export.person_record(m, predictor.body.name)
-                            summary.written.append(str(export.write_json(
-                                fstem.with_name(f"{fstem.name}_person{j}.json"), rec)))
-                        summary.people += len(meshes)
+                    _write_person_files(fstem, meshes, faces, predictor.body.name, summary,
+                                        with_meshes)
                     summary.frames += 1
                 writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
             writer.release()

@@ -38,18 +38,26 @@ def keypoint_2d_loss(
         mask: optional ``(K,)`` bool, the keypoints the body model regresses
             (``BodyModel.keypoint_mask``); others are ignored.
     """
+    conf, residual = _confident_residual("keypoint_2d_loss", pred, target, mask)
+    return (conf * residual.pow(2)).mean()
+
+
+def _confident_residual(
+    name: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point confidences ``(B, K, 1)`` (times ``mask``) and residuals ``pred - target``,
+    after checking the shapes. Unknown points may hold NaN: they are replaced before any
+    arithmetic so that neither a loss nor its gradient can pick the NaN up."""
     if pred.shape[:-1] != target.shape[:-1] or pred.shape[-1] != 2 or target.shape[-1] != 3:
         raise ValueError(
-            f"keypoint_2d_loss: pred must be (B, K, 2) and target (B, K, 3), got "
+            f"{name}: pred must be (B, K, 2) and target (B, K, 3), got "
             f"{tuple(pred.shape)} and {tuple(target.shape)}"
         )
     conf = target[..., 2:]
     if mask is not None:
         conf = conf * mask.to(conf)[:, None]
-    # Unknown points may hold NaN: replace them before any arithmetic so that neither the loss
-    # nor the gradient can pick the NaN up.
     gt = torch.where(conf > 0, target[..., :2], torch.zeros_like(target[..., :2]))
-    return (conf * (pred - gt).pow(2)).mean()
+    return conf, pred - gt
 
 
 def keypoint_heatmap_loss(
@@ -58,13 +66,5 @@ def keypoint_heatmap_loss(
     """Confidence-weighted L1 error of the keypoint head's soft-argmax coordinates ``(B, K, 2)``
     against the annotations ``(B, K, 3)`` (as :func:`keypoint_2d_loss`; L1 as in integral
     regression, which converges better than L2 for soft-argmax coordinates)."""
-    if pred.shape[:-1] != target.shape[:-1] or pred.shape[-1] != 2 or target.shape[-1] != 3:
-        raise ValueError(
-            f"keypoint_heatmap_loss: pred must be (B, K, 2) and target (B, K, 3), got "
-            f"{tuple(pred.shape)} and {tuple(target.shape)}"
-        )
-    conf = target[..., 2:]
-    if mask is not None:
-        conf = conf * mask.to(conf)[:, None]
-    gt = torch.where(conf > 0, target[..., :2], torch.zeros_like(target[..., :2]))
-    return (conf * (pred - gt).abs()).mean()
+    conf, residual = _confident_residual("keypoint_heatmap_loss", pred, target, mask)
+    return (conf * residual.abs()).mean()
