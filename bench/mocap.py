@@ -38,8 +38,8 @@ def main() -> None:
     import yaml
 
     from texturepose.body import build_body_model
-    from texturepose.data.bvh import joint_positions, read_bvh
-    from texturepose.data.mocap_fit import FitConfig, fit_clips, read_clip_targets
+    from texturepose.mocap.bvh import joint_positions, read_bvh
+    from texturepose.mocap.fit import FitConfig, fit_clips, read_clip_targets
 
     files = sorted(glob.glob(args.glob))
     files = [files[i] for i in np.linspace(0, len(files) - 1, args.clips).round().astype(int)]

@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from texturepose.data.hdf5 import Hdf5Dataset  # noqa: E402
-from texturepose.data.keypoints import FLIP_PERMUTATION  # noqa: E402
-from texturepose.data.readers import get_converter  # noqa: E402
+from texturepose.datasets import get_converter  # noqa: E402
+from texturepose.keypoints import FLIP_PERMUTATION  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MM = SHARED / "mmpose-samples"

@@ -26,11 +26,11 @@ import torch  # noqa: E402
 
 from texturepose.body import build_body_model  # noqa: E402
 from texturepose.data.hdf5 import encode_jpeg, encode_png  # noqa: E402
-from texturepose.data.synthetic.backgrounds import make_background  # noqa: E402
-from texturepose.data.synthetic.render import CropRenderer  # noqa: E402
-from texturepose.data.synthetic.rig import RigConfig, make_rig  # noqa: E402
-from texturepose.data.synthetic.subjects import sample_subjects  # noqa: E402
-from texturepose.data.synthetic.textures import build_layout, paint_texture  # noqa: E402
+from texturepose.synthetic.backgrounds import make_background  # noqa: E402
+from texturepose.synthetic.render import CropRenderer  # noqa: E402
+from texturepose.synthetic.rig import RigConfig, make_rig  # noqa: E402
+from texturepose.synthetic.subjects import sample_subjects  # noqa: E402
+from texturepose.synthetic.textures import build_layout, paint_texture  # noqa: E402
 
 
 def run(body, layout, res: int, ss: int, n_images: int, batch: int = 16) -> tuple[float, float]:

@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from stages.common import load_params, set_key, write_json  # noqa: E402
+from stages.common import load_params, set_key  # noqa: E402
+from texturepose.files import write_json  # noqa: E402
 
 log = logging.getLogger("ablation")
 

@@ -18,6 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
+from texturepose.files import atomic_path
+
 log = logging.getLogger("embed_mocap_clips")
 
 
@@ -56,11 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         text, n, kept = decimate(path.read_text(encoding="utf-8", errors="replace"), args.fps,
                                  path)
         target = args.out / f"{path.stem}.bvh.gz"
-        tmp = target.with_name(target.name + ".tmp")
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
-                                                   filename="") as f:
+        with atomic_path(target) as tmp, open(tmp, "wb") as raw, gzip.GzipFile(
+                fileobj=raw, mode="wb", mtime=0, filename="") as f:
             f.write(text.encode("utf-8"))
-        tmp.replace(target)
         total_in += path.stat().st_size
         total_out += target.stat().st_size
         log.info("%s: %d -> %d frames, %.0f kB", target.name, n, kept, target.stat().st_size / 1e3)

@@ -3,14 +3,11 @@ the library, write the stage's outs."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,21 +47,3 @@ def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def write_json(path: str | os.PathLike, data: Any, sort_keys: bool = True) -> Path:
-    """A stage's metrics/report JSON, written to a temporary name, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, seed_everything, setup_logging  # noqa: E402
+from stages.common import REPO, load_params, setup_logging  # noqa: E402
+from texturepose.rng import seed_everything  # noqa: E402
 
 log = logging.getLogger("stages.evaluate")
 
@@ -26,8 +27,8 @@ def main() -> int:
     params = load_params()
     seed_everything(int(params.get("seed", 0)))
     from texturepose.evaluation.mlflow_log import log_evaluation
-    from texturepose.evaluation.outputs import write_metrics_json
     from texturepose.evaluation.run import EvaluationError, evaluate_checkpoint
+    from texturepose.files import write_json
     from texturepose.tracking import run_exists, stage_run
 
     ev = params["evaluate"]
@@ -37,7 +38,7 @@ def main() -> int:
             int(ev.get("batch_size", 32)))
     except EvaluationError as e:
         raise SystemExit(str(e)) from e
-    write_metrics_json(REPO / "reports" / "metrics.json", metrics)
+    write_json(REPO / "reports" / "metrics.json", metrics)
     tr = params.get("tracking", {})
     train_run = state.get("mlflow_run_id")
     files = [*artifacts, REPO / "reports" / "metrics.json"]

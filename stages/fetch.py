@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
 from stages.common import REPO, load_params, setup_logging
-from texturepose.data.fetch import FetchError, fetch_dataset
+from texturepose.datasets.fetch import FetchError, fetch_dataset
 
 log = logging.getLogger("fetch")
 

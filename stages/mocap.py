@@ -1,7 +1,7 @@
 """DVC stage `mocap`: BVH clips (and AMASS/MoSh npz) -> body-model poses for the pose prior.
 
 Reads params ``mocap`` (sources with globs and licence notes, sampling, the held-out clips, fit
-settings) and ``body``; writes ``mocap.out`` (HDF5, see texturepose/data/mocap_io.py) and
+settings) and ``body``; writes ``mocap.out`` (HDF5, see texturepose/mocap/poses.py) and
 ``mocap.metrics``. A clip that cannot be read or mapped is skipped and counted with its reason.
 """
 
@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 from stages.common import (  # noqa: E402
     REPO,
     load_params,
-    seed_everything,
     setup_logging,
-    write_json,
 )
+from texturepose.files import write_json  # noqa: E402
+from texturepose.rng import seed_everything  # noqa: E402
 
 log = logging.getLogger("stages.mocap")
 
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from texturepose.body import body_from_section
-    from texturepose.data.mocap_fit import FitConfig
-    from texturepose.data.mocap_io import write_mocap_h5
-    from texturepose.data.mocap_pipeline import MocapSource, mocap_metrics, run_mocap
+    from texturepose.mocap.fit import FitConfig
+    from texturepose.mocap.pipeline import MocapSource, mocap_metrics, run_mocap
+    from texturepose.mocap.poses import write_mocap_h5
 
     cfg = params["mocap"]
     torch.set_num_threads(int(cfg.get("threads", 0)) or torch.get_num_threads())
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     fit_cfg = FitConfig(**cfg.get("fit", {}))
     run = run_mocap(sources, body, REPO, float(cfg["fps"]), int(cfg["max_frames_per_clip"]),
                     fit_cfg, int(cfg.get("test_every", 0) or 0))
-    write_mocap_h5(REPO / cfg["out"].format(body_model=body.name), run.clips,
+    write_mocap_h5(REPO / cfg["out"], run.clips,
                    body_model=body.name, joint_names=body.joint_names,
                    attrs={"fit_config": vars(fit_cfg), "target_fps": float(cfg["fps"])})
     metrics = mocap_metrics(run, body.name)

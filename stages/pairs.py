@@ -1,6 +1,7 @@
 """Stage: the pairs table of every dataset split that has identities.
 
-    python stages/pairs.py [--in-dir data/processed] [--out-dir data/pairs]
+    python stages/pairs.py [--in-dir DIR] [--out-dir DIR]   # defaults: params data.processed_dir,
+    data.pairs_dir
 
 Reads params ``pairs`` (``datasets``: file stems in ``data/processed`` such as
 ``synthetic_train``; ``min_gap``/``max_gap``: frame-gap window of temporal pairs; ``kinds``).
@@ -17,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, setup_logging, write_json
-from texturepose.data.pairs import KINDS, build_pairs, identity_table, pair_counts, write_pairs
+from stages.common import REPO, load_params, setup_logging
+from texturepose.data.pairs import PAIR_KINDS, build_pairs, identity_table, pair_counts, write_pairs
+from texturepose.files import write_json
 
 log = logging.getLogger("pairs")
 
@@ -27,14 +29,16 @@ def main(argv: list[str] | None = None) -> dict:
     params = load_params()
     p = dict(params.get("pairs") or {})
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--in-dir", type=Path, default=REPO / "data" / "processed")
-    ap.add_argument("--out-dir", type=Path, default=REPO / "data" / "pairs")
+    ap.add_argument("--in-dir", type=Path, help="default: params data.processed_dir")
+    ap.add_argument("--out-dir", type=Path, help="default: params data.pairs_dir")
     ap.add_argument("--reports", type=Path, default=REPO / "reports")
     args = ap.parse_args(argv)
+    args.in_dir = args.in_dir or REPO / params["data"]["processed_dir"]
+    args.out_dir = args.out_dir or REPO / params["data"]["pairs_dir"]
     setup_logging()
     stems = list(p.get("datasets") or ["synthetic_train"])
     min_gap, max_gap = int(p.get("min_gap", 1)), int(p.get("max_gap", 300))
-    kinds = tuple(p.get("kinds") or KINDS)
+    kinds = tuple(p.get("kinds") or PAIR_KINDS)
     metrics: dict = {"min_gap": min_gap, "max_gap": max_gap, "datasets": {}}
     for stem in stems:
         path = args.in_dir / f"{stem}.h5"

@@ -4,8 +4,10 @@
 
 For each dataset (default: all with ``enabled: true`` in params.yaml ``datasets``) and each of its
 ``splits``, writes ``<out-dir>/<name>_<split>.h5`` and ``reports/datasets/<name>.json`` (counts,
-skipped samples by reason). The raw data is read from data/raw/real/<name> (the fetch stage's
-out) or, when that is absent, from ``datasets.<name>.root``.
+skipped samples by reason, failures) and ``reports/datasets/summary.json``. The raw data is read
+from ``datasets.<name>.root`` when set, else from data/raw/real/<name> (the fetch stage's out);
+the work is :func:`texturepose.datasets.convert.convert_datasets`. A failing split does not stop
+the others; the stage then exits 1 listing every failure by its params key.
 """
 
 from __future__ import annotations
@@ -13,41 +15,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, seed_everything, setup_logging, write_json
-from texturepose.data.readers import get_converter
+from stages.common import REPO, load_params, setup_logging
+from texturepose.datasets.convert import DatasetConfigError, convert_datasets
+from texturepose.rng import seed_everything
 
 log = logging.getLogger("preprocess")
-
-
-def run_dataset(name: str, cfg: dict, defaults: dict, raw_dir: Path, out_dir: Path,
-                report_dir: Path) -> dict:
-    root = raw_dir / name
-    if not root.exists():
-        if not cfg.get("root"):
-            raise SystemExit(f"{name}: no {root} and no datasets.{name}.root; run stages/fetch.py")
-        root = Path(cfg["root"]) if Path(cfg["root"]).is_absolute() else REPO / cfg["root"]
-    convert = get_converter(name)
-    crop_res = int(cfg.get("crop_res", defaults.get("crop_res", 224)))
-    options = dict(cfg.get("options") or {})
-    if "every_nth" in cfg:
-        options["every_nth"] = int(cfg["every_nth"])
-    report: dict = {"dataset": name, "root": str(root), "crop_res": crop_res, "splits": {}}
-    for split in cfg.get("splits", ["train"]):
-        t0 = time.perf_counter()
-        counts = convert(root, out_dir / f"{name}_{split}.h5", split=split, crop_res=crop_res,
-                         **options)
-        counts["seconds"] = round(time.perf_counter() - t0, 2)
-        counts["samples_per_second"] = round(counts["written"] / max(counts["seconds"], 1e-9), 1)
-        report["splits"][split] = counts
-        log.info("%s/%s: %d written, %d skipped %s", name, split, counts["written"],
-                 counts["skipped"], counts.get("skipped_reasons") or "")
-    write_json(report_dir / f"{name}.json", report)
-    return report
 
 
 def main() -> int:
@@ -62,21 +38,16 @@ def main() -> int:
     params = load_params(args.params)
     seed_everything(int(params.get("seed", 0)))
     section = params.get("datasets", {})
-    defaults = {k: v for k, v in section.items() if not isinstance(v, dict)}
     known = [k for k, v in section.items() if isinstance(v, dict)]
     unknown = [n for n in args.names if n not in known]
     if unknown:
         raise SystemExit(f"unknown dataset(s) {unknown}; params.yaml datasets has {known}")
     names = args.names or [k for k in known if section[k].get("enabled", False)]
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)  # the stage's out exists even with none enabled
-    summary = {}
-    for name in names:
-        rep = run_dataset(name, section[name], defaults, Path(args.raw_dir), out_dir,
-                          Path(args.report_dir))
-        summary[name] = {s: {"written": c["written"], "skipped": c["skipped"]}
-                         for s, c in rep["splits"].items()}
-    write_json(Path(args.report_dir) / "summary.json", summary)
+    try:
+        convert_datasets(section, names, Path(args.raw_dir), Path(args.out_dir),
+                         Path(args.report_dir), REPO)
+    except DatasetConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     return 0
 
 

@@ -1,6 +1,7 @@
 """Stage: render the embedded synthetic multi-view dataset from the mocap poses.
 
-    python stages/synthesize.py [--mocap data/mocap/anny_poses.h5] [--out-dir data/processed]
+    python stages/synthesize.py [--mocap MOCAP_H5] [--out-dir DIR]   # defaults: params
+    mocap.out, data.processed_dir
 
 Reads params ``seed``, ``body`` and ``synthetic``; writes ``<out-dir>/synthetic_train.h5`` and
 ``synthetic_test.h5`` (split by subject), ``reports/synthetic_metrics.json`` (counts, images/s)
@@ -16,56 +17,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, seed_everything, setup_logging, write_json
+from stages.common import REPO, load_params, setup_logging
 from texturepose.body import body_from_section
-from texturepose.data.synthetic import SynthConfig, synthesize
-from texturepose.data.synthetic.generate import load_pose_clips
-from texturepose.data.synthetic.rig import RigConfig
-from texturepose.data.synthetic.sheet import contact_sheet
+from texturepose.files import write_json
+from texturepose.rng import seed_everything
+from texturepose.synthetic import config_from_params, synthesize
+from texturepose.synthetic.generate import load_pose_clips
+from texturepose.synthetic.sheet import contact_sheet
 
 log = logging.getLogger("synthesize")
-
-
-def config_from_params(params: dict) -> SynthConfig:
-    """The generator's config from the ``seed`` and ``synthetic`` sections of params.yaml."""
-    p = dict(params.get("synthetic") or {})
-    rig = RigConfig(
-        num_cameras=int(p.get("cameras", 4)),
-        width=int(p.get("image_width", 1000)),
-        height=int(p.get("image_height", 1002)),
-        focal=float(p.get("focal", 1145.0)),
-        radius=tuple(p.get("camera_radius", (4.0, 5.0))),
-        camera_height=tuple(p.get("camera_height", (1.2, 1.8))),
-    )
-    seed = int(params.get("seed", 0)) + int(p.get("seed_offset", 0))
-    return SynthConfig(
-        subjects_train=int(p.get("subjects_train", 4)),
-        subjects_test=int(p.get("subjects_test", 2)),
-        clips_per_subject=int(p.get("clips_per_subject", 2)),
-        frames_per_clip=int(p.get("frames_per_clip", 8)),
-        frame_step=int(p.get("frame_step", 3)),
-        crop_res=int(p.get("crop_res", 128)),
-        supersample=int(p.get("supersample", 2)),
-        texture_res=int(p.get("texture_res", 512)),
-        margin=float(p.get("margin", 1.2)),
-        jpeg_quality=int(p.get("jpeg_quality", 90)),
-        batch_size=int(p.get("batch_size", 16)),
-        seed=seed,
-        rig=rig,
-        # A fixed attribute instead of the clock: the same params give byte-identical files.
-        created=f"reproducible: seed {seed}, see generator_config and code_version",
-    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     params = load_params()
     body_p = params.get("body") or {}
-    name = body_p.get("model", "anny")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mocap", type=Path, default=REPO / "data" / "mocap" / f"{name}_poses.h5")
-    ap.add_argument("--out-dir", type=Path, default=REPO / "data" / "processed")
+    ap.add_argument("--mocap", type=Path, help="default: params mocap.out")
+    ap.add_argument("--out-dir", type=Path, help="default: params data.processed_dir")
     ap.add_argument("--reports", type=Path, default=REPO / "reports")
     args = ap.parse_args(argv)
+    args.mocap = args.mocap or REPO / params["mocap"]["out"]
+    args.out_dir = args.out_dir or REPO / params["data"]["processed_dir"]
     setup_logging()
     config = config_from_params(params)
     seed_everything(config.seed)

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from texturepose.data.keypoints import INDEX
+from texturepose.keypoints import INDEX
 
 
 def test_rest_pose_equals_anny_native_output(anny_body):
@@ -37,7 +37,7 @@ def test_global_orientation_rotates_the_whole_body(anny_body):
 
 
 def test_mirrored_pose_gives_mirrored_keypoints(anny_body):
-    from texturepose.data.keypoints import FLIP_PERMUTATION
+    from texturepose.keypoints import FLIP_PERMUTATION
 
     g = torch.Generator().manual_seed(1)
     import roma

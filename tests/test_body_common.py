@@ -13,8 +13,8 @@ from body_fakes import make_model, save_npz
 
 from texturepose.body.smpl_model import SmplBody
 from texturepose.body.star_model import StarBody
-from texturepose.data.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS
 from texturepose.geometry.rotations import MIRROR_X
+from texturepose.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS
 
 MODELS = ("anny", "smpl", "smplx", "star")
 

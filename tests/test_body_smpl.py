@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 from texturepose.body.base import BodyModelError
 from texturepose.body.chumpy_free import load_model_file
 from texturepose.body.smpl_model import SKELETON_KEYPOINTS, SMPL_JOINT_NAMES, SmplBody
-from texturepose.data.keypoints import INDEX
+from texturepose.keypoints import INDEX
 
 F64 = torch.float64
 

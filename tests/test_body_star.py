@@ -14,7 +14,7 @@ from test_body_smpl import reference_lbs
 
 from texturepose.body.base import BodyModelError
 from texturepose.body.star_model import StarBody
-from texturepose.data.keypoints import INDEX
+from texturepose.keypoints import INDEX
 
 F64 = torch.float64
 

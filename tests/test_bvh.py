@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from texturepose.data.bvh import BvhError, joint_positions, read_bvh
-from texturepose.data.keypoints import INDEX
-from texturepose.data.mocap_skeletons import (
+from texturepose.keypoints import INDEX
+from texturepose.mocap.bvh import BvhError, joint_positions, read_bvh
+from texturepose.mocap.skeletons import (
     UnknownSkeletonError,
     detect_skeleton,
     mocap_keypoints,
@@ -77,7 +77,7 @@ def test_euler_order_against_scipy(shared_data):
     c = clip.index("lFoot")
     assert clip.channels[j] == ("Zrotation", "Xrotation", "Yrotation")
     t = 300
-    from texturepose.data.bvh import forward_kinematics
+    from texturepose.mocap.bvh import forward_kinematics
 
     g_rot, g_pos = forward_kinematics(clip, [t])
     s = clip.channel_start[j]

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 
-from texturepose.data.crops import to_crop
 from texturepose.data.dataset import (
     Augmentation,
     AugmentConfig,
@@ -17,21 +16,15 @@ from texturepose.data.dataset import (
     warp_image,
 )
 from texturepose.data.hdf5 import Hdf5Writer
-from texturepose.data.keypoints import FLIP_PERMUTATION, INDEX, NUM_KEYPOINTS
 from texturepose.data.sampling import MixedBatchSampler, MixSource, allocate, read_pairs
+from texturepose.geometry.crops import to_crop
 from texturepose.geometry.rotations import axis_angle_to_matrix, mirror_rotations
+from texturepose.keypoints import FLIP_PERMUTATION, INDEX, NUM_KEYPOINTS
 
 J, S = 24, 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny batches gain nothing from more, and on a shared,
-    oversubscribed machine OpenMP's waiting threads slow every small op down many times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PERM = np.arange(J)[::-1].copy()  # any involution works for the numpy mirror checks
 DOTS = {"r_ankle": 0, "l_wrist": 1, "head_top": 2}  # keypoint -> colour channel of its dot
 

@@ -13,13 +13,7 @@ from texturepose.models.discriminator import Discriminator
 J, S = 6, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small layers run faster on one thread when the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_output_layout_and_structure():

@@ -8,6 +8,7 @@ and so do the ``__init__.py`` files of every package on the way, which Python ex
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,35 @@ def imported_files(script: Path) -> set[Path]:
     return seen
 
 
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+TEMPLATE = re.compile(r"\$\{([\w.]+)\}")
+
+
+def _lookup(dotted: str):
+    node = PARAMS
+    for key in dotted.split("."):
+        assert isinstance(node, dict) and key in node, f"dvc.yaml's ${{{dotted}}}: no params key"
+        node = node[key]
+    return node
+
+
+def _resolve(node):
+    """dvc.yaml with its ``${params.key}`` templates filled in from params.yaml, as DVC does."""
+    if isinstance(node, dict):
+        return {_resolve(k): _resolve(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v) for v in node]
+    if isinstance(node, str):
+        return TEMPLATE.sub(lambda m: str(_lookup(m.group(1))), node)
+    return node
+
+
 def _stages() -> dict[str, dict]:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return _resolve(yaml.safe_load((REPO / "dvc.yaml").read_text()))["stages"]
+
+
+def _dep_path(dep) -> str:
+    return next(iter(dep)) if isinstance(dep, dict) else dep
 
 
 def _script(stage: dict) -> Path:
@@ -83,7 +111,7 @@ def _script(stage: dict) -> Path:
 @pytest.mark.parametrize("name", sorted(_stages()))
 def test_stage_deps_cover_every_imported_file(name):
     stage = _stages()[name]
-    deps = [REPO / d for d in stage.get("deps", [])]
+    deps = [REPO / _dep_path(d) for d in stage.get("deps", [])]
     missing = []
     for f in sorted(imported_files(_script(stage))):
         if f.name == "__init__.py" and f.parent in (REPO / "stages",):
@@ -96,7 +124,7 @@ def test_stage_deps_cover_every_imported_file(name):
 def test_the_walker_sees_indirect_imports():
     files = {str(f.relative_to(REPO)) for f in imported_files(REPO / "stages" / "train.py")}
     # train.py -> training -> losses -> data.keypoints: three hops, none written in train.py.
-    assert "texturepose/data/keypoints.py" in files
+    assert "texturepose/keypoints.py" in files
     assert "texturepose/__init__.py" in files
 
 
@@ -117,7 +145,7 @@ def _strings(node, key=""):
 
 
 def test_the_default_needs_nothing_beside_the_repository():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = PARAMS
     # Real datasets that are switched off may name their folders beside the checkout.
     used = {k: v for k, v in params.items() if k != "datasets"}
     used["datasets"] = {k: v for k, v in params["datasets"].items()
@@ -128,6 +156,24 @@ def test_the_default_needs_nothing_beside_the_repository():
     assert not outside, f"params.yaml points outside the repository: {outside}"
     for stage in _stages().values():
         for dep in stage.get("deps", []):
-            assert (REPO / dep).resolve().is_relative_to(REPO), dep
+            assert (REPO / _dep_path(dep)).resolve().is_relative_to(REPO), dep
     sources = params["mocap"]["sources"]
     assert all(list(REPO.glob(s["glob"])) for s in sources), sources  # the clips ship here
+
+
+def test_paths_between_stages_are_written_once_in_params():
+    """The mocap, HDF5, pairs and checkpoint paths in dvc.yaml are ``${...}`` of params.yaml, so
+    a stage's out and the next stage's dep cannot disagree."""
+    raw = (REPO / "dvc.yaml").read_text()
+    for literal in ("anny_poses.h5", "data/processed/", "data/pairs/", "checkpoints/final.pt\n"
+                    "      - data"):
+        assert literal not in raw, f"dvc.yaml writes {literal!r} literally; use ${{...}}"
+    stages = _stages()
+    assert stages["mocap"]["outs"] == [PARAMS["mocap"]["out"]]
+    assert PARAMS["mocap"]["out"] in stages["synthesize"]["deps"]
+    assert PARAMS["mocap"]["out"] in stages["train"]["deps"]
+    assert PARAMS["evaluate"]["checkpoint"] in stages["evaluate"]["deps"]
+    train_out = [_dep_path(o) for o in stages["train"]["outs"]]
+    assert PARAMS["evaluate"]["checkpoint"] in train_out
+    for name in ("synthetic_train", "synthetic_test"):
+        assert f"{PARAMS['data']['processed_dir']}/{name}.h5" in stages["synthesize"]["outs"]

@@ -12,8 +12,8 @@ import zipfile
 
 import pytest
 
-from texturepose.data import fetch
-from texturepose.data.fetch import (
+from texturepose.datasets import fetch
+from texturepose.datasets.fetch import (
     ChecksumError,
     DatasetSource,
     FetchError,

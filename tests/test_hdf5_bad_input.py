@@ -11,9 +11,9 @@ import pytest
 import scipy.io
 
 from texturepose.data.hdf5 import Hdf5Dataset, SchemaError, validate
-from texturepose.data.keypoints import INDEX
-from texturepose.data.readers.common import RawSample, ReaderError, SplitInfo, write_split
-from texturepose.data.readers.lsp import convert_lsp
+from texturepose.datasets.common import RawSample, ReaderError, SplitInfo, write_split
+from texturepose.datasets.lsp import convert_lsp
+from texturepose.keypoints import INDEX
 
 N = 8
 

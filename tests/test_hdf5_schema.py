@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from texturepose.data.hdf5 import Hdf5Dataset, Hdf5Writer, SchemaError
-from texturepose.data.keypoints import NUM_KEYPOINTS
+from texturepose.keypoints import NUM_KEYPOINTS
 
 
 def _sample(i: int, with_3d: bool) -> dict:

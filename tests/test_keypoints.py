@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from texturepose.data import keypoints as kp
+from texturepose import keypoints as kp
 
 
 def test_flip_permutation_is_involution_and_swaps_sides():

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import roma
 import torch
+from conftest import torch_threads
 
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.data.synthetic import PoseClips, SynthConfig, synthesize
-from texturepose.data.synthetic.rig import RigConfig
 from texturepose.evaluation.run import pck_2d
 from texturepose.inference.predict import predict_dataset
+from texturepose.synthetic import PoseClips, SynthConfig, synthesize
+from texturepose.synthetic.rig import RigConfig
 from texturepose.training.config import TrainConfig
 from texturepose.training.data import build_data
 from texturepose.training.factory import build_models, build_trainer
@@ -43,10 +44,8 @@ def _poses(num_joints: int) -> PoseClips:
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(2):
+        yield
 
 
 def test_the_regressor_overfits_a_few_crops_with_the_2d_loss(anny_body, tmp_path):

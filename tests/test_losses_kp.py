@@ -6,8 +6,8 @@ import pytest
 import roma
 import torch
 
-from texturepose.data.keypoints import INDEX, NUM_KEYPOINTS
 from texturepose.geometry.cameras import crop_perspective_project, weak_perspective_project
+from texturepose.keypoints import INDEX, NUM_KEYPOINTS
 from texturepose.losses.keypoints import (
     keypoint_2d_loss,
     keypoint_heatmap_loss,

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from texturepose.data.keypoints import INDEX, NUM_KEYPOINTS
 from texturepose.evaluation import metrics as M
+from texturepose.keypoints import INDEX, NUM_KEYPOINTS
 
 
 def random_similarity(rng: np.random.Generator, b: int):

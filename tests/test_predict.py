@@ -13,13 +13,13 @@ import trimesh
 
 from texturepose.cli import main
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.data.synthetic import PoseClips, SynthConfig, synthesize
-from texturepose.data.synthetic.rig import RigConfig
 from texturepose.inference.batch import PeopleSpec, predict_paths
 from texturepose.inference.inputs import InputError
 from texturepose.inference.people import people_from_keypoint_json
 from texturepose.models.mean_params import compute_mean_params
 from texturepose.models.regressor import Regressor, RegressorConfig
+from texturepose.synthetic import PoseClips, SynthConfig, synthesize
+from texturepose.synthetic.rig import RigConfig
 from texturepose.training.checkpoint import save_model
 
 RES = 64

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from texturepose.data.keypoints import INDEX, NUM_KEYPOINTS, SUPERSET, subset_indices
 from texturepose.evaluation.evaluate import evaluate_protocol, summarise, summarise_2d
 from texturepose.evaluation.protocols import (
     H36M_P1,
@@ -19,6 +18,7 @@ from texturepose.evaluation.protocols import (
     protocol_from_dict,
     select,
 )
+from texturepose.keypoints import INDEX, NUM_KEYPOINTS, SUPERSET, subset_indices
 
 CAMS = ("54138969", "55011271", "58860488", "60457274")
 

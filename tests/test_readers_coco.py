@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.data.keypoints import INDEX
-from texturepose.data.readers.coco import convert_coco
-from texturepose.data.readers.common import ReaderError
+from texturepose.datasets.coco import convert_coco
+from texturepose.datasets.common import ReaderError
+from texturepose.keypoints import INDEX
 
 COCO_NAMES = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder",
               "l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee",

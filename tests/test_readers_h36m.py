@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from texturepose.data.crops import to_crop
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.data.keypoints import H36M32_TO_17, subset_indices
-from texturepose.data.readers.cameras import camera_matrices, project_h36m
-from texturepose.data.readers.h36m import convert_h36m, protocol_mask
-from texturepose.data.readers.spin_npz import convert_spin_npz
+from texturepose.datasets.cameras import camera_matrices, project_h36m
+from texturepose.datasets.h36m import convert_h36m, protocol_mask
+from texturepose.datasets.spin_npz import convert_spin_npz
+from texturepose.geometry.crops import to_crop
+from texturepose.keypoints import H36M32_TO_17, subset_indices
 
 H17 = subset_indices("h36m17")
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from texturepose.data.crops import from_crop, to_crop
 from texturepose.data.hdf5 import Hdf5Dataset, SchemaError
-from texturepose.data.keypoints import INDEX, subset_indices
-from texturepose.data.readers.lsp import convert_lsp
-from texturepose.data.readers.lspet import convert_lspet
+from texturepose.datasets.lsp import convert_lsp
+from texturepose.datasets.lspet import convert_lspet
+from texturepose.geometry.crops import from_crop, to_crop
+from texturepose.keypoints import INDEX, subset_indices
 
 N = 20
 RES = 128

@@ -15,14 +15,13 @@ import scipy.io
 from scipy.spatial.transform import Rotation
 
 from texturepose.data.hdf5 import Hdf5Dataset, SchemaError
-from texturepose.data.keypoints import INDEX, superset_map
-from texturepose.data.readers.common import ReaderError
-from texturepose.data.readers.mosh import convert_mosh, read_amass_npz
-from texturepose.data.readers.mpi_inf_3dhp import convert_mpi_inf_3dhp
-from texturepose.data.readers.mpii import convert_mpii
-from texturepose.data.readers.orders import MPI3DHP17, OPENPOSE18, names_to_superset
-from texturepose.data.readers.pw3d import convert_pw3d
-from texturepose.data.readers.spin_npz import convert_spin_npz
+from texturepose.datasets.common import ReaderError
+from texturepose.datasets.mosh import read_amass_npz
+from texturepose.datasets.mpi_inf_3dhp import convert_mpi_inf_3dhp
+from texturepose.datasets.mpii import convert_mpii
+from texturepose.datasets.pw3d import convert_pw3d
+from texturepose.datasets.spin_npz import convert_spin_npz
+from texturepose.keypoints import INDEX, MPI3DHP17, OPENPOSE18, names_to_superset, superset_map
 
 MPII16 = superset_map("mpii16")
 
@@ -282,7 +281,7 @@ def test_read_mosh_genuine(shared_data):
     np.testing.assert_allclose(d["betas"], raw["shape"], rtol=1e-6)
 
 
-def test_amass_layout_and_convert(shared_data, tmp_path):
+def test_amass_layout_and_bad_files(tmp_path):
     rng = np.random.default_rng(2)
     poses = rng.normal(0, 0.2, (10, 156))
     np.savez(tmp_path / "a_poses.npz", poses=poses, betas=rng.normal(0, 1, 16),
@@ -294,9 +293,5 @@ def test_amass_layout_and_convert(shared_data, tmp_path):
     with pytest.raises(ReaderError, match=r"'poses'.*\(N, >=72\)"):
         read_amass_npz(tmp_path / "bad.npz")
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 broken")
-    shutil.copy(shared_data / "mmpose-samples" / "mosh" / "test_mosh.npz", tmp_path / "m.npz")
-    counts = convert_mosh(tmp_path, tmp_path / "out" / "mosh.h5", every_nth=2)
-    assert counts["written"] == 5 + 2 and counts["skipped_reasons"] == {"unreadable npz": 2}
-    with h5py.File(tmp_path / "out" / "mosh.h5") as f:
-        np.testing.assert_allclose(f["pose_aa"][:5], poses[::2, :72], rtol=1e-6)
-        assert f["betas"].shape == (7, 10)
+    with pytest.raises(ReaderError):
+        read_amass_npz(tmp_path / "corrupt.npz")

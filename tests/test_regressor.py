@@ -22,13 +22,7 @@ from texturepose.models.regressor import Regressor, RegressorConfig
 J, S = 8, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions run faster on one thread when the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mean_params(seed: int = 0) -> dict[str, np.ndarray]:
@@ -169,7 +163,7 @@ def test_overfits_a_handful_of_samples():
 
 
 def test_mean_params_from_a_mocap_file(tmp_path: Path):
-    from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
+    from texturepose.mocap.poses import MocapClipPoses, write_mocap_h5
     from texturepose.models.mean_params import mean_params_from_mocap
 
     g = torch.Generator().manual_seed(2)
@@ -198,7 +192,7 @@ def test_mean_params_from_a_mocap_file(tmp_path: Path):
 def test_mean_params_put_anny_upright_facing_the_camera(anny_body):
     """With the mean global orientation and camera, the real body model's rest pose projects
     head up, its left side on the image's right, nose towards the camera, inside the crop."""
-    from texturepose.data.keypoints import INDEX
+    from texturepose.keypoints import INDEX
 
     mp = compute_mean_params(anny_body.rest_rotmats(3), anny_body.mean_shape)
     rot = rot6d_to_matrix(torch.from_numpy(mp["rot6d"]).view(1, anny_body.num_joints, 6))

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from texturepose.data.keypoints import NUM_KEYPOINTS, SUPERSET
 from texturepose.evaluation.evaluate import summarise, summarise_2d
 from texturepose.evaluation.mlflow_log import PARENT_TAG, flatten_metrics, log_evaluation
 from texturepose.evaluation.outputs import (
@@ -25,10 +24,11 @@ from texturepose.evaluation.outputs import (
     plot_error_by_joint,
     select_examples,
     write_csv,
-    write_metrics_json,
     write_summary,
 )
 from texturepose.evaluation.report import format_number, write_report
+from texturepose.files import write_json
+from texturepose.keypoints import NUM_KEYPOINTS, SUPERSET
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -42,10 +42,10 @@ METRICS = {
 
 def test_metrics_json_is_valid_and_atomic(tmp_path):
     path = tmp_path / "reports" / "metrics.json"
-    write_metrics_json(path, {"a": {"x": np.float32(1.5), "y": float("nan")}, "n": np.int64(3)})
+    write_json(path, {"a": {"x": np.float32(1.5), "y": float("nan")}, "n": np.int64(3)})
     assert json.loads(path.read_text()) == {"a": {"x": 1.5, "y": None}, "n": 3}
     with pytest.raises(TypeError):
-        write_metrics_json(path, {"bad": object()})
+        write_json(path, {"bad": object()})
     assert json.loads(path.read_text())["n"] == 3  # the old file survives a failed write
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]  # no temporary left
 
@@ -163,7 +163,7 @@ def test_log_evaluation_to_training_run(tmp_path, monkeypatch):
 
 def make_inputs(tmp_path: Path) -> dict:
     reports = tmp_path / "reports"
-    write_metrics_json(reports / "metrics.json", METRICS)
+    write_json(reports / "metrics.json", METRICS)
     per_joint = pd.DataFrame({"joint": ["l_knee", "r_knee"], "mpjpe": [80.0, 70.0]})
     write_csv(reports / "per_joint.csv", per_joint)
     plot_error_by_joint(per_joint, reports / "error_by_joint.png")

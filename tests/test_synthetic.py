@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from texturepose.data.crops import to_crop
 from texturepose.data.hdf5 import Hdf5Dataset, decode_png
-from texturepose.data.keypoints import INDEX
-from texturepose.data.synthetic import PoseClips, SynthConfig, synthesize
-from texturepose.data.synthetic.render import CropRenderer
-from texturepose.data.synthetic.rig import RigConfig, look_at
-from texturepose.data.synthetic.textures import REGIONS, build_layout
+from texturepose.geometry.crops import to_crop
+from texturepose.keypoints import INDEX
 from texturepose.render.rasterize import rasterize
+from texturepose.synthetic import PoseClips, SynthConfig, synthesize
+from texturepose.synthetic.render import CropRenderer
+from texturepose.synthetic.rig import RigConfig, look_at
+from texturepose.synthetic.textures import REGIONS, build_layout
 
 CONFIG = SynthConfig(subjects_train=1, subjects_test=1, clips_per_subject=1, frames_per_clip=3,
                      frame_step=2, crop_res=64, texture_res=128, batch_size=8, seed=3,
@@ -200,7 +200,7 @@ def test_mask_png_round_trip(generated):
 
 def _write_mocap(path, poses, joint_names) -> None:
     """Write PoseClips through the mocap stage's own writer (the real file layout)."""
-    from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
+    from texturepose.mocap.poses import MocapClipPoses, write_mocap_h5
 
     clips = []
     for name in poses.clip_names():
@@ -216,8 +216,8 @@ def _write_mocap(path, poses, joint_names) -> None:
 
 
 def test_load_pose_clips(tmp_path):
-    from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
-    from texturepose.data.synthetic.generate import load_pose_clips
+    from texturepose.mocap.poses import MocapClipPoses, write_mocap_h5
+    from texturepose.synthetic.generate import load_pose_clips
 
     def clip(name: str, t: int) -> MocapClipPoses:
         return MocapClipPoses(

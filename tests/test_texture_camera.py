@@ -17,16 +17,16 @@ import pytest
 import roma
 import torch
 
-from texturepose.data.crops import crop_matrix
 from texturepose.data.dataset import crop_focal_length
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.data.synthetic import PoseClips, SynthConfig, synthesize
-from texturepose.data.synthetic.rig import RigConfig
 from texturepose.geometry.cameras import SPIN_FOCAL_224, perspective_vertices
+from texturepose.geometry.crops import crop_matrix
 from texturepose.inference.predict import load_crop
 from texturepose.losses.texture import texture_consistency_loss
 from texturepose.render.rasterize import rasterize
 from texturepose.render.texture import UVAtlas, sample_texture
+from texturepose.synthetic import PoseClips, SynthConfig, synthesize
+from texturepose.synthetic.rig import RigConfig
 
 RES = 128
 

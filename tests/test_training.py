@@ -13,9 +13,9 @@ import yaml
 
 from texturepose.body.anny_model import ANNY_BONES
 from texturepose.data.hdf5 import Hdf5Writer
-from texturepose.data.keypoints import NUM_KEYPOINTS
-from texturepose.data.mocap_io import MocapClipPoses, write_mocap_h5
 from texturepose.geometry.rotations import axis_angle_to_matrix
+from texturepose.keypoints import NUM_KEYPOINTS
+from texturepose.mocap.poses import MocapClipPoses, write_mocap_h5
 from texturepose.training.checkpoint import load_checkpoint, load_model
 from texturepose.training.config import ConfigError, LossConfig, TrainConfig, config_changes
 from texturepose.training.data import build_data, dataset_paths, load_mocap_poses
@@ -25,14 +25,7 @@ from texturepose.training.fit import fit, resume
 J, S = 24, 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny batches gain nothing from more, and on a shared,
-    oversubscribed machine OpenMP's waiting threads slow every small op down many times."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_tiny_dataset(root: Path, frames: int = 4, cameras: int = 2, res: int = 64,
@@ -266,6 +259,40 @@ def test_train_stage_end_to_end_with_resume(anny_body, tiny, tmp_path, monkeypat
     assert stage.main(args + ["--stop-at", "1"]) == 0
     state = load_checkpoint(root / "checkpoints" / "last.pt")
     assert state["step"] == 1 and state["mlflow_run_id"] != metrics["mlflow_run_id"]
+
+
+def test_resume_refuses_other_training_data(tiny, tmp_path, monkeypatch):
+    """A killed run whose training file then changed (same size, other keypoints) is not
+    continued: the stage stops naming the file and the way out; train.resume: false trains."""
+    import shutil
+    import sys
+
+    import h5py
+
+    src_root, *_ = tiny
+    root = tmp_path / "proj"
+    shutil.copytree(src_root / "data", root / "data", ignore=shutil.ignore_patterns("atlas*"))
+    params = tiny_params(**{"train.steps": 3, "train.batch_size": 1, "loss.adversarial": 0.0})
+    params["tracking"] = {"enabled": False}
+    params["body"] = {"model": "anny"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from stages import train as stage
+
+    args = ["--params", str(root / "params.yaml"), "--root", str(root)]
+    assert stage.main(args + ["--stop-at", "1"]) == 0
+    h5 = root / "data" / "processed" / "tiny_train.h5"
+    size = h5.stat().st_size
+    with h5py.File(h5, "r+") as f:
+        f["keypoints_2d"][0, 0, 0] += 7.0
+    assert h5.stat().st_size == size
+    with pytest.raises(SystemExit, match=r"step 1 of 3\) was trained on other data: "
+                       r"data/processed/tiny_train.h5 changed .*train.resume: false"):
+        stage.main(args)
+    params["train"]["resume"] = False
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert stage.main(args) == 0
+    assert load_model(root / "checkpoints" / "final.pt")[1]["step"] == 3
 
 
 def test_config_changes_separate_resumable_from_other_experiments():

@@ -62,7 +62,7 @@ class MocapParams(_Section):
     fps: float = Field(10.0, gt=0)
     max_frames_per_clip: int = Field(0, ge=0)
     test_every: int = Field(0, ge=0)
-    out: str = "data/mocap/{body_model}_poses.h5"
+    out: str = "data/mocap/anny_poses.h5"
     metrics: str = "reports/mocap_metrics.json"
     fit: MocapFitParams = MocapFitParams()
 
@@ -107,8 +107,7 @@ class DatasetParams(_Section):
     crop_res: int | None = Field(None, ge=16)
 
 
-DATASET_NAMES = ("lsp", "lspet", "coco", "mpii", "h36m", "h36m_spin", "3dpw", "mpi_inf_3dhp",
-                 "mosh")
+DATASET_NAMES = ("lsp", "lspet", "coco", "mpii", "h36m", "h36m_spin", "3dpw", "mpi_inf_3dhp")
 
 
 class DatasetsParams(_Section):
@@ -120,7 +119,6 @@ class DatasetsParams(_Section):
     h36m: DatasetParams = DatasetParams()
     h36m_spin: DatasetParams = DatasetParams()
     mpi_inf_3dhp: DatasetParams = DatasetParams()
-    mosh: DatasetParams = DatasetParams()
     threedpw: DatasetParams = Field(DatasetParams(), alias="3dpw")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -1,4 +1,10 @@
-"""Body models behind one interface (see :mod:`texturepose.body.base`)."""
+"""Body models behind one interface (:class:`texturepose.body.base.BodyModel`): Anny, SMPL, SMPL-X,
+STAR.
+
+Everything specific to one model (Anny's phenotypes, its skinning-free keypoint path, SMPL's
+files) lives here; other layers use only the interface. May import :mod:`texturepose.geometry`,
+:mod:`texturepose.keypoints` and :mod:`texturepose.files`.
+"""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,8 @@ import roma
 import torch
 from scipy.optimize import nnls
 
-from texturepose.data.keypoints import INDEX, NUM_KEYPOINTS
+from texturepose.files import atomic_path
+from texturepose.keypoints import INDEX, NUM_KEYPOINTS
 
 if TYPE_CHECKING:
     from texturepose.body.anny_model import AnnyBody
@@ -69,11 +69,8 @@ def anny_keypoint_regressor(body: AnnyBody, coco, cache_dir: str | os.PathLike) 
             return torch.from_numpy(w).float()
         log.warning("%s has shape %s, rebuilding", path, w.shape)
     w, residual_mm = build_regressor(body, coco)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, weights=w, residual_mm=residual_mm)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, weights=w, residual_mm=residual_mm)
     log.info("Anny keypoint regressors saved to %s (joint fit residual %.2f mm mean)", path,
              float(np.mean(list(residual_mm))))
     return torch.from_numpy(w).float()

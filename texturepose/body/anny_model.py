@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import torch
 
 from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
+from texturepose.keypoints import flip_permutation
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class AnnyBody(BodyModel):
     """The default body model. See the module docstring for the conventions."""
 
     name = "anny"
+    shape_bounds = (0.0, 1.0)  # phenotype values
 
     def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
@@ -144,8 +146,8 @@ class AnnyBody(BodyModel):
         self.register_buffer("faces", self.native.get_triangular_faces().long().clone())
         self.register_buffer("uv", self.native.texture_coordinates.float())
         self.register_buffer("face_uv", self.native.face_texture_coordinate_indices.long())
-        flip = [ANNY_BONES.index(_mirror_bone(b)) for b in ANNY_BONES]
-        self.register_buffer("flip_joint_permutation", torch.tensor(flip))
+        flip = flip_permutation(ANNY_BONES)
+        self.register_buffer("flip_joint_permutation", torch.from_numpy(flip))
         self.part_names = PART_NAMES
         self.register_buffer("face_parts", self._face_parts(labels))
         coco = KeypointsRegressor.coco(self.native)
@@ -241,9 +243,3 @@ class AnnyBody(BodyModel):
         return BodyOutput(vertices=vertices, keypoints=keypoints.transpose(0, 1))
 
 
-def _mirror_bone(name: str) -> str:
-    if name.endswith(".L"):
-        return name[:-2] + ".R"
-    if name.endswith(".R"):
-        return name[:-2] + ".L"
-    return name

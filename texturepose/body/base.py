@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 
-from texturepose.data.keypoints import NUM_KEYPOINTS
 from texturepose.geometry.rotations import mirror_rotations
 
 
@@ -45,6 +44,7 @@ class BodyModel(torch.nn.Module):
         keypoint_mask: (K,) bool, superset points this model regresses.
         flip_joint_permutation: (J,) int64, index of each joint's mirror joint.
         mean_shape: (S,) neutral shape parameters (buffer).
+        shape_bounds: (low, high) of valid shape values, or None when unbounded (betas).
     """
 
     name: str
@@ -59,6 +59,7 @@ class BodyModel(torch.nn.Module):
     keypoint_mask: torch.Tensor
     flip_joint_permutation: torch.Tensor
     mean_shape: torch.Tensor
+    shape_bounds: tuple[float, float] | None = None
 
     @property
     def num_joints(self) -> int:
@@ -114,7 +115,3 @@ class BodyModel(torch.nn.Module):
     def flip_pose(self, rotmats: torch.Tensor) -> torch.Tensor:
         """Pose of the horizontally mirrored body: swap left/right joints and reflect."""
         return mirror_rotations(rotmats[:, self.flip_joint_permutation])
-
-    def check_keypoints(self, keypoints: torch.Tensor) -> None:
-        if keypoints.shape[-2] != NUM_KEYPOINTS:
-            raise AssertionError(f"{self.name} regressed {keypoints.shape[-2]} keypoints")

@@ -30,7 +30,7 @@ from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
 from texturepose.body.base import BodyModel, BodyModelError, BodyOutput
 from texturepose.body.chumpy_free import check_fields, load_model_file, model_error
-from texturepose.data.keypoints import INDEX, NUM_KEYPOINTS
+from texturepose.keypoints import INDEX, NUM_KEYPOINTS, flip_permutation
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +73,6 @@ def smpl_vertex_keypoints(topology: str) -> dict[str, int]:
     table = SMPLX_VERTEX_IDS[topology]
     return {k: int(table[v]) for k, v in _SMPLX_VERTEX_KEYS.items()}
 
-
-def flip_permutation(names: tuple[str, ...]) -> np.ndarray:
-    """Index of each joint's mirror joint (left_ <-> right_)."""
-
-    def mirror(n: str) -> str:
-        if n.startswith("left_"):
-            return "right_" + n[5:]
-        if n.startswith("right_"):
-            return "left_" + n[6:]
-        return n
-
-    index = {n: i for i, n in enumerate(names)}
-    return np.array([index[mirror(n)] for n in names], dtype=np.int64)
 
 
 def parents_from_kintree(kintree: np.ndarray, fail) -> np.ndarray:

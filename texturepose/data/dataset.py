@@ -5,7 +5,7 @@ the mixed sampler builds from the training step, so augmentation never touches a
 a resumed run draws exactly the same pixels as an uninterrupted one.
 
 Coordinates: stored keypoints are original-image pixels; they go to the stored crop with
-:func:`texturepose.data.crops.to_crop` (the file's ``crop_res``), then through the augmentation
+:func:`texturepose.geometry.crops.to_crop` (the file's ``crop_res``), then through the augmentation
 affine to the model's ``res`` pixels, then to normalised crop coordinates ``x_n = 2 u / res - 1``
 (pixel centres at ``j + 0.5`` throughout, as in ``crops.py`` and ``geometry/cameras.py``).
 
@@ -33,9 +33,9 @@ import cv2
 import numpy as np
 import torch
 
-from texturepose.data.crops import to_crop
+from texturepose.geometry.crops import to_crop
 from texturepose.data.hdf5 import Hdf5Dataset, SchemaError
-from texturepose.data.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS
+from texturepose.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ import cv2
 import h5py
 import numpy as np
 
-from texturepose.data.keypoints import NUM_KEYPOINTS
+from texturepose.keypoints import NUM_KEYPOINTS
+from texturepose.files import commit_temp, new_temp_path
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class Hdf5Writer:
         self.pending: list[dict[str, Any]] = []
         self.num_written = 0
         self.skipped: dict[str, int] = {}
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._tmp: Path | None = None  # made when the first chunk is written
         self._file: h5py.File | None = None
 
     def __len__(self) -> int:
@@ -198,8 +199,9 @@ class Hdf5Writer:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._tmp.exists():
-            self._tmp.unlink()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
 
     def close(self) -> Path:
         try:
@@ -217,7 +219,8 @@ class Hdf5Writer:
             f.attrs["skipped_reasons"] = repr(self.skipped)
             f.close()
             self._file = None
-            os.replace(self._tmp, self.path)
+            commit_temp(self._tmp, self.path)
+            self._tmp = None
         finally:
             self.abort()
         n_skip = sum(self.skipped.values())
@@ -258,6 +261,7 @@ class Hdf5Writer:
             return
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = new_temp_path(self.path)
             self._file = h5py.File(self._tmp, "w")
         chunk = self.pending
         n = len(chunk)

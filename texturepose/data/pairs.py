@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from texturepose.files import atomic_path
 
 log = logging.getLogger(__name__)
 
 IDENTITY_FIELDS = ("subject", "sequence", "camera", "frame", "person")
-KINDS = ("multiview", "temporal")
+#: The kinds of image pairs, in the order their codes (0, 1, ...) index in training batches.
+PAIR_KINDS: tuple[str, ...] = ("multiview", "temporal")
 
 
 def identity_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -50,11 +52,11 @@ def _expand(order: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarr
 
 
 def build_pairs(table: pd.DataFrame, min_gap: int = 1, max_gap: int = 10,
-                kinds: tuple[str, ...] = KINDS) -> pd.DataFrame:
+                kinds: tuple[str, ...] = PAIR_KINDS) -> pd.DataFrame:
     """Pairs of row indices of ``table`` (columns :data:`IDENTITY_FIELDS`).
 
     Returns a DataFrame with columns ``i``, ``j`` (int64 row positions), ``kind`` (categorical,
-    :data:`KINDS`) and ``gap`` (int64 frame difference).
+    :data:`PAIR_KINDS`) and ``gap`` (int64 frame difference).
     """
     missing = [c for c in IDENTITY_FIELDS if c not in table.columns]
     if missing:
@@ -62,9 +64,9 @@ def build_pairs(table: pd.DataFrame, min_gap: int = 1, max_gap: int = 10,
     if not 1 <= min_gap <= max_gap:
         raise ValueError(f"need 1 <= min_gap <= max_gap, got min_gap={min_gap}, "
                          f"max_gap={max_gap}")
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in PAIR_KINDS]
     if unknown:
-        raise ValueError(f"unknown pair kinds {unknown}; known: {KINDS}")
+        raise ValueError(f"unknown pair kinds {unknown}; known: {PAIR_KINDS}")
     t = table.reset_index(drop=True)
     keep = np.flatnonzero(t["subject"].astype(str).to_numpy() != "")
     t = t.iloc[keep]
@@ -95,7 +97,7 @@ def build_pairs(table: pd.DataFrame, min_gap: int = 1, max_gap: int = 10,
         return _frame(keep, np.zeros(0, np.int64), np.zeros(0, np.int64), "multiview",
                       np.zeros(0, np.int64))
     out = pd.concat(parts, ignore_index=True)
-    out["kind"] = pd.Categorical(out["kind"], categories=KINDS)
+    out["kind"] = pd.Categorical(out["kind"], categories=PAIR_KINDS)
     return out
 
 
@@ -105,25 +107,19 @@ def _frame(keep: np.ndarray, a: np.ndarray, b: np.ndarray, kind: str,
     if kind == "multiview":  # unordered: smaller sample index first
         i, j = np.minimum(i, j), np.maximum(i, j)
     return pd.DataFrame({"i": i, "j": j, "kind": pd.Categorical([kind] * len(i),
-                                                                  categories=KINDS),
+                                                                  categories=PAIR_KINDS),
                          "gap": gap.astype(np.int64)})
 
 
 def pair_counts(pairs: pd.DataFrame) -> dict[str, int]:
     """Number of pairs per kind (every kind listed, zeros included)."""
     counts = pairs["kind"].value_counts()
-    return {k: int(counts.get(k, 0)) for k in KINDS}
+    return {k: int(counts.get(k, 0)) for k in PAIR_KINDS}
 
 
 def write_pairs(pairs: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a parquet table atomically (temporary name, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         pairs.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

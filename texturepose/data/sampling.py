@@ -32,11 +32,11 @@ import pandas as pd
 import torch
 
 from texturepose.data.dataset import SampleRequest
+from texturepose.data.pairs import PAIR_KINDS
 
 log = logging.getLogger(__name__)
 
 #: Pair kinds written by the pairs stage, and their integer codes in batches.
-PAIR_KINDS: tuple[str, ...] = ("multiview", "temporal")
 
 
 def allocate(ratios: Sequence[float], total: int) -> np.ndarray:

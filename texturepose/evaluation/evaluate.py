@@ -13,9 +13,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from texturepose.data.keypoints import SUPERSET
 from texturepose.evaluation import metrics as M
 from texturepose.evaluation.protocols import Protocol, action_name, as_strings, group_means, select
+from texturepose.keypoints import SUPERSET
 
 log = logging.getLogger(__name__)
 

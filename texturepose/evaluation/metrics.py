@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from texturepose.data.keypoints import SUPERSET
+from texturepose.keypoints import SUPERSET
 
 ArrayLike = np.ndarray | torch.Tensor
 

@@ -6,13 +6,9 @@ complete or absent.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,43 +16,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from texturepose.files import atomic_path
+
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path in the target's folder (same suffix); rename it to ``path`` when
-    the block succeeds, remove it when it fails."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_ready(x: Any) -> Any:
-    """Plain JSON types; NaN/inf (not valid JSON) become null."""
-    if isinstance(x, Mapping):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def write_metrics_json(path: str | os.PathLike, metrics: Mapping[str, Any]) -> None:
-    """Write a (nested) metrics mapping as JSON for ``dvc metrics``, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_json_ready(metrics), indent=2, sort_keys=True) + "\n")
 
 
 def write_csv(path: str | os.PathLike, table: pd.DataFrame, decimals: int = 3) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from texturepose.data.keypoints import SUBSETS
+from texturepose.keypoints import SUBSETS
 
 #: Named joint sets that metrics are averaged over, as superset names.
 JOINT_SETS: dict[str, tuple[str, ...]] = {

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from texturepose.evaluation.outputs import atomic_path
+from texturepose.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,6 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     return roma.rotvec_to_rotmat(aa)
 
 
-def matrix_to_axis_angle(r: torch.Tensor) -> torch.Tensor:
-    return roma.rotmat_to_rotvec(r)
-
-
 #: Reflection across the body's sagittal plane (x -> -x) in the canonical body frame.
 MIRROR_X = torch.diag(torch.tensor([-1.0, 1.0, 1.0]))
 

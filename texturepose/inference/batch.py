@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from texturepose.evaluation.outputs import atomic_path
+from texturepose.files import atomic_path, write_json
 from texturepose.inference import export
 from texturepose.inference.inputs import (
     InputError,
@@ -79,7 +79,7 @@ def _write_person_files(stem: Path, meshes, faces, body_model: str,
         if with_meshes:
             summary.written += [str(p) for p in export.write_meshes(base, m, faces)]
         record = export.person_record(m, body_model)
-        summary.written.append(str(export.write_json(base.with_suffix(".json"), record)))
+        summary.written.append(str(write_json(base.with_suffix(".json"), record)))
     summary.people += len(meshes)
 
 

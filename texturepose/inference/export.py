@@ -4,16 +4,15 @@ a temporary name and renamed, so an interrupted run leaves no half-written file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import trimesh
 
-from texturepose.data.keypoints import SUPERSET
-from texturepose.evaluation.outputs import atomic_path
+from texturepose.files import atomic_path
 from texturepose.inference.photo import PersonMesh
+from texturepose.keypoints import SUPERSET
 from texturepose.render.overlay import render_overlay, render_side_view
 
 
@@ -46,12 +45,6 @@ def person_record(mesh: PersonMesh, body_model: str) -> dict:
         "rotmats": mesh.rotmats.tolist(),
         "shape": mesh.shape.tolist(),
     }
-
-
-def write_json(path: Path, record: dict) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-    return path
 
 
 def overlay_image(image: np.ndarray, meshes: list[PersonMesh], faces: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from texturepose.data.crops import box_from_keypoints
+from texturepose.geometry.crops import box_from_keypoints
 from texturepose.inference.inputs import InputError
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import torch
 
 from texturepose.body import body_from_section
 from texturepose.body.base import BodyModel, BodyModelError
-from texturepose.data.crops import crop_image
 from texturepose.geometry.cameras import SPIN_FOCAL_224, perspective_vertices
+from texturepose.geometry.crops import crop_image
 from texturepose.inference.inputs import InputError
 from texturepose.inference.people import Person
 

@@ -11,7 +11,6 @@ import torch
 from tqdm import tqdm
 
 from texturepose.body.base import BodyModel
-from texturepose.data.crops import from_crop
 from texturepose.data.dataset import crop_focal_length
 from texturepose.data.hdf5 import Hdf5Dataset
 from texturepose.geometry.cameras import (
@@ -20,6 +19,7 @@ from texturepose.geometry.cameras import (
     crop_perspective_project,
     perspective_vertices,
 )
+from texturepose.geometry.crops import from_crop
 from texturepose.inference.refine import refine_to_keypoints
 from texturepose.losses.keypoints import normalized_to_pixels
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from texturepose.data.keypoints import INDEX
+from texturepose.keypoints import INDEX
 
 #: 3D keypoints are compared after centring on the mid-hip point (SPIN's pelvis).
 HIPS = (INDEX["r_hip"], INDEX["l_hip"])

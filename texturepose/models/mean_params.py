@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import roma
 import torch
 
+from texturepose.files import atomic_path
 from texturepose.geometry.rotations import matrix_to_rot6d
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,8 @@ def save_mean_params(path: str | os.PathLike, params: dict[str, np.ndarray]) -> 
     missing = [k for k in KEYS if k not in params]
     if missing:
         raise ValueError(f"mean params lack {missing}; expected keys {KEYS}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(params[k], dtype=np.float32) for k in KEYS})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **{k: np.asarray(params[k], dtype=np.float32) for k in KEYS})
     return path
 
 
@@ -139,10 +132,11 @@ def mean_params_from_mocap(
     joint_names: tuple[str, ...] | None = None,
     cam: tuple[float, float, float] = DEFAULT_CAM,
 ) -> dict[str, np.ndarray]:
-    """Mean parameters from the mocap-poses HDF5 (``data/mocap_io``): its ``rotmats`` and the
-    clips' fitted ``shape``. ``joint_names``, when given (``BodyModel.joint_names``), must equal
-    the file's, so a file of another body model is refused."""
-    from texturepose.data.mocap_io import read_mocap_h5
+    """Mean parameters from the mocap-poses HDF5 (:mod:`texturepose.mocap.poses`): its
+    ``rotmats`` and the clips' fitted ``shape``. ``joint_names``, when given
+    (``BodyModel.joint_names``), must equal the file's, so a file of another body model is
+    refused."""
+    from texturepose.mocap.poses import read_mocap_h5
 
     mocap = read_mocap_h5(path)
     if joint_names is not None and tuple(mocap["joint_names"]) != tuple(joint_names):

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from texturepose.data.keypoints import NUM_KEYPOINTS
 from texturepose.geometry.cameras import weak_perspective_project
 from texturepose.geometry.rotations import rot6d_to_matrix
+from texturepose.keypoints import NUM_KEYPOINTS
 from texturepose.models.keypoint_head import KeypointHead, soft_argmax
 from texturepose.models.mean_params import check_mean_params
 from texturepose.models.pretrained import BACKBONES, build_backbone

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from texturepose.files import atomic_path
 from texturepose.geometry.cameras import pixel_rays, project
 from texturepose.render.rasterize import Fragments, rasterize
 
@@ -105,18 +105,10 @@ class UVAtlas:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an .npz atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npz")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             np.savez_compressed(tmp, face_index=self.face_index.cpu().numpy().astype(np.int32),
                                 bary=self.bary.cpu().numpy().astype(np.float32),
                                 num_faces=np.int64(self.num_faces))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike, num_faces: int | None = None) -> UVAtlas:

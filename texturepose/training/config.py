@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from texturepose.data.dataset import AugmentConfig
-from texturepose.data.sampling import PAIR_KINDS
+from texturepose.data.pairs import PAIR_KINDS
 from texturepose.geometry.cameras import SPIN_FOCAL_224
 from texturepose.losses.texture import KINDS as TEXTURE_KINDS
 from texturepose.models.regressor import RegressorConfig
@@ -192,7 +192,6 @@ class DataConfig:
     split: str = "train"
     processed_dir: str = "data/processed"
     pairs_dir: str = "data/pairs"
-    mocap: str = "data/mocap/anny_poses.h5"
     pairs_per_batch: int = 2
     pair_kinds: tuple[str, ...] = PAIR_KINDS
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -217,7 +216,7 @@ class DataConfig:
         if isinstance(self.augment, Mapping):
             object.__setattr__(self, "augment", _build(AugmentConfig, "data.augment",
                                                         self.augment))
-        for name in ("split", "processed_dir", "pairs_dir", "mocap"):
+        for name in ("split", "processed_dir", "pairs_dir"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"data.{name} = {getattr(self, name)!r} must be a string")
 

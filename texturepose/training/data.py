@@ -110,7 +110,7 @@ def load_mocap_poses(path: str | os.PathLike, body: BodyModel) -> np.ndarray:
     mocap stage's file, checked against the body model. Only the
     training clips: the held-out ones pose the test subjects, and a prior that has seen them
     would flatter the adversarial term."""
-    from texturepose.data.mocap_io import read_mocap_h5
+    from texturepose.mocap.poses import read_mocap_h5
 
     path = Path(path)
     if not path.is_file():

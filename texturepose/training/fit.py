@@ -13,8 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from texturepose.rng import rng_state, set_rng_state
 from texturepose.tracking import StageRun
-from texturepose.training.checkpoint import rng_state, save_checkpoint, set_rng_state
+from texturepose.training.checkpoint import save_checkpoint
 from texturepose.training.data import TrainData, make_loader
 from texturepose.training.distributed import all_reduce_mean, barrier
 from texturepose.training.loop import Trainer
@@ -52,13 +53,15 @@ def fit(
     overlay_fn: Callable[[Any, Any], Any] | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    checkpoint_extra: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train from ``trainer.step`` to ``train.steps`` (or ``stop_at``, for time-boxed runs).
 
     Rank 0 logs per-step means of the losses every ``train.log_every`` steps (averaged over
     processes), the learning rate and images/s; logs ``overlay_fn(batch, step_output)`` images
     every ``train.overlay_every`` steps; writes ``checkpoint_path`` every
-    ``train.checkpoint_every`` steps and at the end.
+    ``train.checkpoint_every`` steps and at the end, with ``checkpoint_extra`` (e.g. the data
+    fingerprint) added to its state.
     """
     cfg = trainer.cfg.train
     info = trainer.dist
@@ -105,7 +108,7 @@ def fit(
                 log.warning("overlay at step %d failed: %s", step, e)
         every = cfg.checkpoint_every
         if checkpoint_path is not None and every and step % every == 0 and step < end:
-            _save(trainer, data, checkpoint_path, tracker)
+            _save(trainer, data, checkpoint_path, tracker, checkpoint_extra)
         if step >= end:
             break
     bar.close()
@@ -114,7 +117,7 @@ def fit(
     result.images_per_s = total_images / max(elapsed, 1e-9)
     result.finished = trainer.step >= cfg.steps
     if checkpoint_path is not None:
-        _save(trainer, data, checkpoint_path, tracker)
+        _save(trainer, data, checkpoint_path, tracker, checkpoint_extra)
         result.checkpoint = Path(checkpoint_path)
     return result
 
@@ -128,7 +131,8 @@ def checkpoint_state(trainer: Trainer, data: TrainData, run_id: str | None) -> d
 
 
 def _save(trainer: Trainer, data: TrainData, path: str | os.PathLike,
-          tracker: StageRun | None) -> None:
+          tracker: StageRun | None, extra: Mapping[str, Any] | None = None) -> None:
     if trainer.dist.is_main:
-        save_checkpoint(path, checkpoint_state(trainer, data, tracker.run_id if tracker else None))
+        state = checkpoint_state(trainer, data, tracker.run_id if tracker else None)
+        save_checkpoint(path, {**state, **(extra or {})})
     barrier(trainer.dist)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from texturepose.body.base import BodyModel
-from texturepose.data.sampling import PAIR_KINDS
+from texturepose.data.pairs import PAIR_KINDS
 from texturepose.geometry.cameras import crop_focal, crop_perspective_project, perspective_vertices
 from texturepose.losses.adversarial import discriminator_loss, generator_loss
 from texturepose.losses.keypoints import keypoint_2d_loss, keypoint_heatmap_loss

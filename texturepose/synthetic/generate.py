@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 from texturepose.body.base import BodyModel
 from texturepose.data.hdf5 import Hdf5Writer, encode_jpeg, encode_png
-from texturepose.data.synthetic.backgrounds import make_background
-from texturepose.data.synthetic.render import CropRenderer
-from texturepose.data.synthetic.rig import RigConfig, make_rig
-from texturepose.data.synthetic.subjects import Subject, sample_subjects
-from texturepose.data.synthetic.textures import build_layout, paint_texture
+from texturepose.synthetic.backgrounds import make_background
+from texturepose.synthetic.render import CropRenderer
+from texturepose.synthetic.rig import RigConfig, make_rig
+from texturepose.synthetic.subjects import Subject, sample_subjects
+from texturepose.synthetic.textures import build_layout, paint_texture
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +258,8 @@ def synthesize(out_dir: str | Path, config: SynthConfig, body: BodyModel,
 
 
 def load_pose_clips(path: str | Path) -> PoseClips:
-    """Poses of the mocap stage's file (see :func:`texturepose.data.mocap_io.read_mocap_h5`)."""
-    from texturepose.data.mocap_io import read_mocap_h5
+    """Poses of the mocap stage's file (see :func:`texturepose.mocap.poses.read_mocap_h5`)."""
+    from texturepose.mocap.poses import read_mocap_h5
 
     path = Path(path)
     if not path.exists():
@@ -271,3 +271,34 @@ def load_pose_clips(path: str | Path) -> PoseClips:
     return PoseClips(np.asarray(m["rotmats"], np.float32), clip,
                      np.asarray(m["frame"], np.int64), licence="; ".join(licences),
                      split=np.asarray(m["split"], object))
+
+
+def config_from_params(params: dict) -> SynthConfig:
+    """The generator's config from the ``seed`` and ``synthetic`` sections of params.yaml."""
+    p = dict(params.get("synthetic") or {})
+    rig = RigConfig(
+        num_cameras=int(p.get("cameras", 4)),
+        width=int(p.get("image_width", 1000)),
+        height=int(p.get("image_height", 1002)),
+        focal=float(p.get("focal", 1145.0)),
+        radius=tuple(p.get("camera_radius", (4.0, 5.0))),
+        camera_height=tuple(p.get("camera_height", (1.2, 1.8))),
+    )
+    seed = int(params.get("seed", 0)) + int(p.get("seed_offset", 0))
+    return SynthConfig(
+        subjects_train=int(p.get("subjects_train", 4)),
+        subjects_test=int(p.get("subjects_test", 2)),
+        clips_per_subject=int(p.get("clips_per_subject", 2)),
+        frames_per_clip=int(p.get("frames_per_clip", 8)),
+        frame_step=int(p.get("frame_step", 3)),
+        crop_res=int(p.get("crop_res", 128)),
+        supersample=int(p.get("supersample", 2)),
+        texture_res=int(p.get("texture_res", 512)),
+        margin=float(p.get("margin", 1.2)),
+        jpeg_quality=int(p.get("jpeg_quality", 90)),
+        batch_size=int(p.get("batch_size", 16)),
+        seed=seed,
+        rig=rig,
+        # A fixed attribute instead of the clock: the same params give byte-identical files.
+        created=f"reproducible: seed {seed}, see generator_config and code_version",
+    )

@@ -19,7 +19,6 @@ Errors are :class:`BvhError` naming the file and the line.
 from __future__ import annotations
 
 import gzip
-
 import logging
 import os
 from dataclasses import dataclass, field
@@ -71,7 +70,7 @@ class BvhClip:
         units: the name of ``scale``'s unit.
         position_mode: ``replace`` (a position channel replaces the offset along its axis) or
             ``add`` (it moves the joint from its offset; Character Creator roots). Files do not
-            say which; the skeleton map does (:mod:`texturepose.data.mocap_skeletons`).
+            say which; the skeleton map does (:mod:`texturepose.mocap.skeletons`).
         is_end_site: (J,) True for End Site pseudo-joints.
     """
 
@@ -95,10 +94,6 @@ class BvhClip:
     @property
     def num_joints(self) -> int:
         return len(self.names)
-
-    @property
-    def num_channels(self) -> int:
-        return int(self.motion.shape[1])
 
     @property
     def fps(self) -> float:

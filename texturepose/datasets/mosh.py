@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from texturepose.data.readers.common import ReaderError
+from texturepose.datasets.common import ReaderError
 
 log = logging.getLogger(__name__)
 
@@ -89,60 +88,3 @@ def find_mocap_files(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise ReaderError(f"mocap folder {root} does not exist; {HINT}")
     return sorted(p for p in root.rglob("*.npz") if p.name != "shape.npz")
-
-
-def convert_mosh(
-    root: str | os.PathLike, out_path: str | os.PathLike, split: str = "train",
-    every_nth: int = 1, files: Iterable[Path] | None = None, **_: Any,
-) -> dict[str, Any]:
-    """Collect every ``every_nth`` pose of all npz under ``root`` into one HDF5 file
-    (``pose_aa`` (N, 72), ``betas`` (N, 10), ``source_file`` (N,)), written atomically.
-
-    This is the prior's data, not an image dataset, so it does not follow the image schema.
-    """
-    import h5py
-
-    from texturepose.data.hdf5 import code_version
-
-    out_path = Path(out_path)
-    poses, betas, sources = [], [], []
-    skipped: dict[str, int] = {}
-    paths = list(files) if files is not None else find_mocap_files(root)
-    for p in paths:
-        try:
-            d = read_amass_npz(p)
-        except ReaderError as e:
-            log.warning("skipping %s", e)
-            skipped["unreadable npz"] = skipped.get("unreadable npz", 0) + 1
-            continue
-        sel = slice(None, None, max(1, int(every_nth)))
-        poses.append(d["poses"][sel, :72])
-        b = np.zeros((len(d["betas"]), 10), np.float32)
-        b[:, : min(10, d["betas"].shape[1])] = d["betas"][:, :10]
-        betas.append(b[sel])
-        sources += [str(p)] * len(poses[-1])
-    if not poses:
-        raise ReaderError(f"no readable mocap npz under {root} (skipped: {skipped}); {HINT}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update({"dataset": "mosh", "split": split, "source": str(root),
-                            "every_nth": int(every_nth), "skipped": repr(skipped),
-                            "licence": "see the mocap source's terms (AMASS/MoSh: research only)"})
-            try:
-                f.attrs["code_version"] = code_version()
-            except Exception:  # no git commit and no installed package
-                f.attrs["code_version"] = "unknown"
-            f.create_dataset("pose_aa", data=np.concatenate(poses), compression="gzip")
-            f.create_dataset("betas", data=np.concatenate(betas), compression="gzip")
-            f.create_dataset("source_file", data=np.array(sources, dtype=object),
-                             dtype=h5py.string_dtype())
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    n = sum(len(p) for p in poses)
-    log.info("wrote %s: %d poses from %d files, skipped %s", out_path, n, len(poses), skipped)
-    return {"dataset": "mosh", "split": split, "path": str(out_path), "written": n,
-            "skipped": int(sum(skipped.values())), "skipped_reasons": skipped}

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.keypoints import NATIVE_ORDERS, NUM_KEYPOINTS
-from texturepose.data.readers.cameras import camera_matrices, load_camera_pkl
-from texturepose.data.readers.common import (
+from texturepose.datasets.cameras import camera_matrices, load_camera_pkl
+from texturepose.datasets.common import (
     RawSample,
     ReaderError,
     Skip,
@@ -29,8 +28,8 @@ from texturepose.data.readers.common import (
     require_file,
     write_split,
 )
-from texturepose.data.readers.orders import MPI3DHP17, SPIN24, names_to_superset
 from texturepose.geometry.rotations import axis_angle_to_matrix
+from texturepose.keypoints import MPI3DHP17, NATIVE_ORDERS, NUM_KEYPOINTS, SPIN24, names_to_superset
 
 ORDERS: dict[str, tuple[str | None, ...]] = {
     "spin24": SPIN24,

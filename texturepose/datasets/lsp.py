@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.keypoints import to_superset
-from texturepose.data.readers.common import (
+from texturepose.datasets.common import (
     RawSample,
     SplitInfo,
     check_shape,
     load_mat,
     write_split,
 )
+from texturepose.keypoints import to_superset
 
 HINT = (
     "download lsp_dataset.zip from http://sam.johnson.io/research/lsp.html and unpack it so "
@@ -39,10 +39,14 @@ def load_lsp_joints(root: Path) -> np.ndarray:
     return np.transpose(joints, (2, 1, 0)).astype(np.float32)
 
 
-def read_lsp(root: str | os.PathLike, split: str = "train") -> Iterator[RawSample]:
-    """One sample per image of ``split`` (``train`` = 1-1000, ``test`` = 1001-2000)."""
+def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"LSP split must be one of {sorted(SPLITS)}, got {split!r}")
+
+
+def read_lsp(root: str | os.PathLike, split: str = "train") -> Iterator[RawSample]:
+    """One sample per image of ``split`` (``train`` = 1-1000, ``test`` = 1001-2000)."""
+    _check_split(split)
     root = Path(root)
     joints = load_lsp_joints(root)
     for i in SPLITS[split]:
@@ -67,6 +71,7 @@ def convert_lsp(
     crop_res: int = 224, limit: int | None = None, **_: Any,
 ) -> dict[str, Any]:
     """Write LSP ``split`` crops to ``out_path``; returns counts (written, skipped by reason)."""
+    _check_split(split)
     info = SplitInfo("lsp", split, SOURCE, LICENCE, extra_attrs={"visibility_flag": "1=occluded"})
     return write_split(read_lsp(root, split), out_path, info, crop_res,
                        total=len(SPLITS[split]), limit=limit)

@@ -18,10 +18,10 @@ import torch
 from scipy import ndimage
 
 from texturepose.body.base import BodyModel
-from texturepose.data.keypoints import INDEX
-from texturepose.data.synthetic.backgrounds import value_noise
-from texturepose.data.synthetic.subjects import Subject
+from texturepose.keypoints import INDEX
 from texturepose.render.texture import UVAtlas, surface_points
+from texturepose.synthetic.backgrounds import value_noise
+from texturepose.synthetic.subjects import Subject
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from texturepose.data.crops import box_from_keypoints, crop_image
 from texturepose.data.hdf5 import Hdf5Writer, SchemaError
-from texturepose.data.keypoints import NUM_KEYPOINTS
+from texturepose.geometry.crops import box_from_keypoints, crop_image
+from texturepose.keypoints import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.readers.common import ReaderError
+from texturepose.datasets.common import ReaderError
 
 
 def project_h36m(points: np.ndarray, f: np.ndarray, c: np.ndarray, k: np.ndarray | None = None,

@@ -4,8 +4,11 @@ Modules: :mod:`subjects` (who: phenotype, skin tone, clothing, light), :mod:`tex
 textures painted from the part segmentation), :mod:`rig` (Human3.6M-like cameras),
 :mod:`backgrounds` (procedural backgrounds), :mod:`render` (crops with anti-aliasing, shading,
 masks and keypoint visibility), :mod:`generate` (the whole dataset, written in the HDF5 schema).
+
+May import :mod:`texturepose.mocap` (poses), :mod:`texturepose.data` (HDF5 writer),
+:mod:`texturepose.body`, :mod:`texturepose.render` and the layers below.
 """
 
-from texturepose.data.synthetic.generate import PoseClips, SynthConfig, synthesize
+from texturepose.synthetic.generate import PoseClips, SynthConfig, config_from_params, synthesize
 
-__all__ = ["PoseClips", "SynthConfig", "synthesize"]
+__all__ = ["PoseClips", "SynthConfig", "config_from_params", "synthesize"]

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.keypoints import to_superset
-from texturepose.data.readers.common import (
+from texturepose.datasets.common import (
     RawSample,
     ReaderError,
     Skip,
@@ -27,6 +26,7 @@ from texturepose.data.readers.common import (
     require_file,
     write_split,
 )
+from texturepose.keypoints import to_superset
 
 HINT = (
     "download mpii_human_pose_v1.tar.gz (images) and mpii_human_pose_v1_u12_2.zip (annotations) "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from texturepose.data.synthetic.subjects import _colour
+from texturepose.synthetic.subjects import _colour
 
 
 def value_noise(height: int, width: int, rng: np.random.Generator, octaves: int = 4,

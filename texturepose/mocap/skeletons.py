@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from texturepose.data.bvh import BvhClip, joint_positions
-from texturepose.data.keypoints import INDEX, NUM_KEYPOINTS
+from texturepose.keypoints import INDEX, NUM_KEYPOINTS
+from texturepose.mocap.bvh import BvhClip, joint_positions
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ Target = str | tuple[str, ...]  # one BVH joint, or several whose mean is the ke
 class SkeletonMap:
     """How to read one rig. ``keypoints``: superset name -> BVH joint name(s).
 
-    ``units``: the file's length unit (a key of :data:`texturepose.data.bvh.UNITS`); ``up``: the
+    ``units``: the file's length unit (a key of :data:`texturepose.mocap.bvh.UNITS`); ``up``: the
     world up axis after forward kinematics (``y`` or ``z``); ``position_mode``: how position
-    channels combine with offsets (``replace`` or ``add``, see :mod:`texturepose.data.bvh`).
+    channels combine with offsets (``replace`` or ``add``, see :mod:`texturepose.mocap.bvh`).
     """
 
     name: str
@@ -158,7 +158,7 @@ def detect_skeleton(clip: BvhClip, skeletons: tuple[SkeletonMap, ...] = SKELETON
             f"{clip.path}: unknown BVH skeleton ({clip.num_joints} joints, root "
             f"{clip.names[0]!r}; joints: {joints}"
             f"). Known skeletons: {', '.join(s.name for s in skeletons)}. To add it, write a "
-            "SkeletonMap in texturepose/data/mocap_skeletons.py mapping its joint names to the "
+            "SkeletonMap in texturepose/mocap/skeletons.py mapping its joint names to the "
             "superset keypoints (hips, knees, ankles, shoulders, elbows, wrists, spine, thorax, "
             "neck)"
         )

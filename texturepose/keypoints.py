@@ -3,7 +3,10 @@
 Every dataset reader maps its native order into the superset with :func:`to_superset`, every body
 model regresses the superset from its mesh, and losses/metrics index it by name. Points that the
 datasets share (shoulders, elbows, wrists, hips, knees, ankles) are one superset entry, as in SPIN:
-LSP, COCO, MPII and Human3.6M annotate them at nearly the same anatomical place.
+LSP, COCO, MPII and Human3.6M annotate them at nearly the same anatomical place. The left/right
+mirror of any name (superset, SMPL, Anny) is :func:`mirror_name`, the one flip helper.
+
+The bottom layer: imports nothing from the package.
 """
 
 from __future__ import annotations
@@ -82,16 +85,36 @@ def subset_indices(name: str) -> np.ndarray:
     return np.array([INDEX[n] for n in SUBSETS[name]], dtype=np.int64)
 
 
-def _flip_name(name: str) -> str:
-    if name.startswith("l_"):
-        return "r_" + name[2:]
-    if name.startswith("r_"):
-        return "l_" + name[2:]
+#: Left/right name conventions: superset ``l_``/``r_``, SMPL ``left_``/``right_`` prefixes and
+#: Anny's (Blender) ``.L``/``.R`` suffixes.
+_MIRROR_PREFIXES = (("l_", "r_"), ("left_", "right_"))
+_MIRROR_SUFFIXES = ((".L", ".R"),)
+
+
+def mirror_name(name: str) -> str:
+    """The name of the mirror point/joint (left <-> right); unpaired names map to themselves."""
+    for a, b in _MIRROR_PREFIXES:
+        for x, y in ((a, b), (b, a)):
+            if name.startswith(x):
+                return y + name[len(x):]
+    for a, b in _MIRROR_SUFFIXES:
+        for x, y in ((a, b), (b, a)):
+            if name.endswith(x):
+                return name[: -len(x)] + y
     return name
 
 
+def flip_permutation(names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Index of each name's mirror in ``names``: ``flipped[..., flip_permutation(names), :]``."""
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in names if mirror_name(n) not in index]
+    if missing:
+        raise ValueError(f"no mirror partner for {missing}")
+    return np.array([index[mirror_name(n)] for n in names], dtype=np.int64)
+
+
 #: Superset permutation for a horizontal flip: ``flipped[:, FLIP_PERMUTATION]``.
-FLIP_PERMUTATION: np.ndarray = np.array([INDEX[_flip_name(n)] for n in SUPERSET], dtype=np.int64)
+FLIP_PERMUTATION: np.ndarray = flip_permutation(SUPERSET)
 
 
 def superset_map(order: str) -> np.ndarray:
@@ -136,3 +159,39 @@ SKELETON: tuple[tuple[str, str], ...] = (
     ("neck", "head_top"), ("r_shoulder", "neck"), ("l_shoulder", "neck"),
     ("nose", "l_eye"), ("nose", "r_eye"), ("l_eye", "l_ear"), ("r_eye", "r_ear"),
 )  # fmt: skip
+
+
+# Native orders scattered into the superset by name (SPIN's 24, MPI-INF-3DHP's 28 and 17,
+# OpenPose/COCO-18 of 3DPW). ``None`` marks a native point with no superset entry.
+#: SPIN's 24 ground-truth joints ("part"/"S" in its npz files) are the superset's first 24.
+SPIN24: tuple[str | None, ...] = SUPERSET[:24]
+
+#: MPI-INF-3DHP's 28 training joints (annot.mat), in the dataset's order.
+MPI3DHP28: tuple[str | None, ...] = (
+    None, None, None, "spine", "pelvis", "thorax", "head", "head_top",  # spine3, spine4, spine2
+    None, "l_shoulder", "l_elbow", "l_wrist", None,  # l_clavicle ... l_hand
+    None, "r_shoulder", "r_elbow", "r_wrist", None,
+    "l_hip", "l_knee", "l_ankle", None, None,  # l_foot, l_toe
+    "r_hip", "r_knee", "r_ankle", None, None,
+)  # fmt: skip
+#: The 17 test-set joints (annot_data.mat, mmpose's npz) as indices into the 28.
+MPI3DHP28_TO_17 = (7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6)
+MPI3DHP17: tuple[str | None, ...] = tuple(MPI3DHP28[i] for i in MPI3DHP28_TO_17)
+
+#: OpenPose COCO-18 (3DPW's ``poses2d``).
+OPENPOSE18: tuple[str | None, ...] = (
+    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
+    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
+)  # fmt: skip
+
+
+def names_to_superset(points: np.ndarray, names: tuple[str | None, ...], fill: float = 0.0
+                      ) -> np.ndarray:
+    """Scatter ``(..., N, C)`` points given in the native order ``names`` into ``(..., K, C)``."""
+    if points.shape[-2] != len(names):
+        raise ValueError(f"expected {len(names)} points on axis -2, got shape {points.shape}")
+    src = np.array([i for i, n in enumerate(names) if n is not None])
+    dst = np.array([INDEX[n] for n in names if n is not None])
+    out = np.full(points.shape[:-2] + (NUM_KEYPOINTS, points.shape[-1]), fill, points.dtype)
+    out[..., dst, :] = points[..., src, :]
+    return out

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.keypoints import to_superset
-from texturepose.data.readers.common import (
+from texturepose.datasets.common import (
     RawSample,
     Skip,
     SplitInfo,
@@ -23,6 +22,7 @@ from texturepose.data.readers.common import (
     load_mat,
     write_split,
 )
+from texturepose.keypoints import to_superset
 
 HINT = (
     "download lspet_dataset.zip from http://sam.johnson.io/research/lspet.html and unpack it so "

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.keypoints import to_superset
-from texturepose.data.readers.common import (
+from texturepose.datasets.common import (
     RawSample,
     ReaderError,
     Skip,
@@ -25,6 +24,7 @@ from texturepose.data.readers.common import (
     require_file,
     write_split,
 )
+from texturepose.keypoints import to_superset
 
 HINT = (
     "download annotations_trainval<year>.zip and <split><year>.zip from https://cocodataset.org "

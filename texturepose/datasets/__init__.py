@@ -2,7 +2,10 @@
 
 Each ``convert_<name>(root, out_path, split, crop_res, **options) -> dict`` writes one schema file
 per split atomically and returns counts (written, skipped by reason). :data:`CONVERTERS` lets
-the preprocessing stage pick one by name.
+the preprocessing stage pick one by name. :mod:`fetch` downloads or links the raw files.
+
+May import :mod:`texturepose.data` (HDF5 writer), :mod:`texturepose.geometry`,
+:mod:`texturepose.keypoints` and :mod:`texturepose.files`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "spin_npz": ("spin_npz", "convert_spin_npz"),
     "3dpw": ("pw3d", "convert_pw3d"),
     "mpi_inf_3dhp": ("mpi_inf_3dhp", "convert_mpi_inf_3dhp"),
-    "mosh": ("mosh", "convert_mosh"),
 }
 DATASETS = tuple(_REGISTRY)
 
@@ -32,4 +34,4 @@ def get_converter(name: str) -> Callable[..., dict[str, Any]]:
     if name not in _REGISTRY:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     module, func = _REGISTRY[name]
-    return getattr(import_module(f"texturepose.data.readers.{module}"), func)
+    return getattr(import_module(f"texturepose.datasets.{module}"), func)

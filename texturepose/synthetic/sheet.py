@@ -9,9 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from texturepose.data.crops import to_crop
 from texturepose.data.hdf5 import Hdf5Dataset
-from texturepose.data.keypoints import INDEX, SKELETON
+from texturepose.files import atomic_path
+from texturepose.geometry.crops import to_crop
+from texturepose.keypoints import INDEX, SKELETON
 
 
 def draw_keypoints(image: np.ndarray, kp_crop: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -52,11 +53,8 @@ def contact_sheet(path: str | os.PathLike, out_path: str | os.PathLike, num: int
     rows = [np.concatenate(tiles[r : r + columns], axis=1) for r in range(0, len(tiles), columns)]
     sheet = np.concatenate(rows, axis=0)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp.jpg")
-    ok = cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
-                     [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise OSError(f"could not write the contact sheet {tmp}")
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality]):
+            raise OSError(f"could not write the contact sheet {out_path}")
     return out_path

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.readers.common import (
+from texturepose.datasets.common import (
     RawSample,
     ReaderError,
     Skip,
     SplitInfo,
     write_split,
 )
-from texturepose.data.readers.orders import OPENPOSE18, names_to_superset
+from texturepose.keypoints import OPENPOSE18, names_to_superset
 
 HINT = (
     "download imageFiles.zip and sequenceFiles.zip from https://virtualhumans.mpi-inf.mpg.de/3DPW "

@@ -1,7 +1,7 @@
 """Fit a body model to motion-capture joint positions: per-frame pose, per-clip shape.
 
 Targets are superset keypoints ``(T, K, 3)`` in metres in a Y-up world (see
-:func:`texturepose.data.mocap_skeletons.mocap_keypoints`). Per frame we optimise one 6D rotation per
+:func:`texturepose.mocap.skeletons.mocap_keypoints`). Per frame we optimise one 6D rotation per
 body joint and a translation; per clip one shape vector (no free scale: a taller actor gets a
 taller shape).
 
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from texturepose.body.base import BodyModel
-from texturepose.data.keypoints import INDEX
 from texturepose.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+from texturepose.keypoints import INDEX
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,6 @@ class FitResult:
     def summary(self) -> dict[str, float]:
         e = self.errors_mm[:, self.mask]
         return {"mean_mm": float(np.mean(e)), "p95_mm": float(np.percentile(e, 95))}
-
-
-def shape_bounds(body: BodyModel) -> tuple[float, float] | None:
-    """Valid shape range: Anny's phenotypes live in [0, 1]; betas are unbounded."""
-    bounds = getattr(body, "shape_bounds", None)
-    if bounds is not None:
-        return bounds
-    return (0.0, 1.0) if body.name == "anny" else None
 
 
 def weighted_kabsch(src: torch.Tensor, dst: torch.Tensor,
@@ -178,7 +170,7 @@ def _fit_batched(body: BodyModel, targets: Sequence[np.ndarray], uses: list[np.n
     w = torch.as_tensor(np.repeat(np.stack(uses), counts, 0), dtype=dtype, device=dev)
     clip_of = torch.repeat_interleave(torch.arange(len(targets), device=dev),
                                       torch.as_tensor(counts, device=dev))
-    bounds = shape_bounds(body)
+    bounds = body.shape_bounds
     shapes = body.mean_shape.expand(len(targets), -1).clone()
     # 1. Shapes with the poses of a few frames per clip, every clip at once.
     starts = np.cumsum([0, *counts[:-1]])
@@ -212,7 +204,7 @@ def _fit_clip_chunks(body: BodyModel, targets: np.ndarray, use: np.ndarray,
     fn = keypoint_fn(body, cfg.fast_keypoints)
     tgt_all = torch.as_tensor(targets, dtype=dtype, device=dev)
     w_all = torch.as_tensor(use, dtype=dtype, device=dev).expand(len(targets), -1)
-    bounds = shape_bounds(body)
+    bounds = body.shape_bounds
     shapes = body.mean_shape[None].clone()
     rot_out, trans_out = [], []
     prev: torch.Tensor | None = None
@@ -357,8 +349,8 @@ def read_clip_targets(
     """One BVH's superset keypoint targets ``(T, K, 3)``, their mask ``(K,)`` and the clip's
     facts (skeleton name, fps, frames used). Raises ``BvhError`` (bad file) or
     ``UnknownSkeletonError`` (no joint map) for the caller to skip and count."""
-    from texturepose.data.bvh import read_bvh
-    from texturepose.data.mocap_skeletons import detect_skeleton, mocap_keypoints
+    from texturepose.mocap.bvh import read_bvh
+    from texturepose.mocap.skeletons import detect_skeleton, mocap_keypoints
 
     clip = read_bvh(path, units="auto")
     skeleton = detect_skeleton(clip)

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from texturepose.data.keypoints import NUM_KEYPOINTS
-from texturepose.data.readers.cameras import load_camera_pkl
-from texturepose.data.readers.common import (
+from texturepose.datasets.cameras import load_camera_pkl
+from texturepose.datasets.common import (
     RawSample,
     ReaderError,
     Skip,
@@ -26,8 +25,8 @@ from texturepose.data.readers.common import (
     load_mat,
     write_split,
 )
-from texturepose.data.readers.h36m import iter_video
-from texturepose.data.readers.orders import MPI3DHP17, MPI3DHP28, names_to_superset
+from texturepose.datasets.h36m import iter_video
+from texturepose.keypoints import MPI3DHP17, MPI3DHP28, NUM_KEYPOINTS, names_to_superset
 
 HINT = (
     "download MPI-INF-3DHP with the dataset's get_dataset.sh / get_testset.sh "

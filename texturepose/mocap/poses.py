@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from texturepose.data.hdf5 import code_version
+from texturepose.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -85,49 +86,42 @@ def write_mocap_h5(
             raise MocapFileError(
                 f"clip {c.name}: rotmats {c.rotmats.shape}, expected (T, {j}, 3, 3)"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = [len(c.frames) for c in clips]
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["kind"] = KIND
-            f.attrs["mocap_schema_version"] = MOCAP_SCHEMA_VERSION
-            f.attrs["body_model"] = body_model
-            f.attrs["joint_names"] = json.dumps(list(joint_names))
-            f.attrs["code_version"] = code_version()
-            f.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-            sources = {c.source: c.licence for c in clips}
-            f.attrs["sources"] = json.dumps(sources)
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
-            cat = np.concatenate
-            f.create_dataset("rotmats", data=cat([c.rotmats for c in clips]).astype(np.float32))
-            f.create_dataset(
-                "shape",
-                data=cat([np.repeat(c.shape[None], len(c.frames), 0) for c in clips]).astype(
-                    np.float32
-                ),
-            )
-            f.create_dataset(
-                "translation", data=cat([c.translation for c in clips]).astype(np.float32)
-            )
-            f.create_dataset(
-                "clip_index", data=np.repeat(np.arange(len(clips)), n).astype(np.int64)
-            )
-            f.create_dataset("frame", data=cat([c.frames for c in clips]).astype(np.int64))
-            f.create_dataset(
-                "fit_error_mm", data=cat([c.fit_error_mm for c in clips]).astype(np.float32)
-            )
-            strdt = h5py.string_dtype("utf-8")
-            g = f.create_group("clips")
-            for name in CLIP_FIELDS:
-                g.create_dataset(name, data=[str(getattr(c, name)) for c in clips], dtype=strdt)
-            g.create_dataset("fps", data=np.array([c.fps for c in clips], np.float32))
-            g.create_dataset("sample_fps", data=np.array([c.sample_fps for c in clips], np.float32))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["kind"] = KIND
+        f.attrs["mocap_schema_version"] = MOCAP_SCHEMA_VERSION
+        f.attrs["body_model"] = body_model
+        f.attrs["joint_names"] = json.dumps(list(joint_names))
+        f.attrs["code_version"] = code_version()
+        f.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        sources = {c.source: c.licence for c in clips}
+        f.attrs["sources"] = json.dumps(sources)
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+        cat = np.concatenate
+        f.create_dataset("rotmats", data=cat([c.rotmats for c in clips]).astype(np.float32))
+        f.create_dataset(
+            "shape",
+            data=cat([np.repeat(c.shape[None], len(c.frames), 0) for c in clips]).astype(
+                np.float32
+            ),
+        )
+        f.create_dataset(
+            "translation", data=cat([c.translation for c in clips]).astype(np.float32)
+        )
+        f.create_dataset(
+            "clip_index", data=np.repeat(np.arange(len(clips)), n).astype(np.int64)
+        )
+        f.create_dataset("frame", data=cat([c.frames for c in clips]).astype(np.int64))
+        f.create_dataset(
+            "fit_error_mm", data=cat([c.fit_error_mm for c in clips]).astype(np.float32)
+        )
+        strdt = h5py.string_dtype("utf-8")
+        g = f.create_group("clips")
+        for name in CLIP_FIELDS:
+            g.create_dataset(name, data=[str(getattr(c, name)) for c in clips], dtype=strdt)
+        g.create_dataset("fps", data=np.array([c.fps for c in clips], np.float32))
+        g.create_dataset("sample_fps", data=np.array([c.sample_fps for c in clips], np.float32))
     log.info("wrote %s: %d frames from %d clips", path, sum(n), len(clips))
     return path
 
@@ -188,7 +182,7 @@ def smpl_poses_from_npz(
     """
     from scipy.spatial.transform import Rotation
 
-    from texturepose.data.readers.mosh import read_amass_npz
+    from texturepose.datasets.mosh import read_amass_npz
 
     data = read_amass_npz(path)
     if body_model != "smpl" or num_joints != 24:
@@ -201,7 +195,7 @@ def smpl_poses_from_npz(
     rot = Rotation.from_rotvec(aa).as_matrix().reshape(-1, 24, 3, 3)
     if data["layout"] == "amass":
         # AMASS worlds are Z up; the BVH path and the body frame are Y up: turn the root.
-        from texturepose.data.mocap_skeletons import Z_UP_TO_Y_UP
+        from texturepose.mocap.skeletons import Z_UP_TO_Y_UP
 
         rot[:, 0] = Z_UP_TO_Y_UP @ rot[:, 0]
     rot = rot.astype(np.float32)

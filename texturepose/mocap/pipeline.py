@@ -2,7 +2,7 @@
 
 BVH clips are read and mapped to superset keypoints one by one (a bad or unmapped file is
 skipped and counted with its reason), then every readable clip is fitted in one batched
-optimisation (:func:`texturepose.data.mocap_fit.fit_clips`). AMASS/MoSh ``.npz`` files of the
+optimisation (:func:`texturepose.mocap.fit.fit_clips`). AMASS/MoSh ``.npz`` files of the
 configured body model are taken as they are. Every ``test_every``-th clip of a source is a
 held-out motion (see :func:`clip_split`).
 """
@@ -22,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from texturepose.body.base import BodyModel
-from texturepose.data.bvh import BvhError
-from texturepose.data.keypoints import NUM_KEYPOINTS, SUPERSET
-from texturepose.data.mocap_fit import FitConfig, fit_clips, read_clip_targets, usable_keypoints
-from texturepose.data.mocap_io import MocapClipPoses, smpl_poses_from_npz
-from texturepose.data.mocap_skeletons import UnknownSkeletonError
-from texturepose.data.readers.common import ReaderError
+from texturepose.datasets.common import ReaderError
+from texturepose.keypoints import NUM_KEYPOINTS, SUPERSET
+from texturepose.mocap.bvh import BvhError
+from texturepose.mocap.fit import FitConfig, fit_clips, read_clip_targets, usable_keypoints
+from texturepose.mocap.poses import MocapClipPoses, smpl_poses_from_npz
+from texturepose.mocap.skeletons import UnknownSkeletonError
 
 log = logging.getLogger(__name__)
 

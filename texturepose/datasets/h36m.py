@@ -22,15 +22,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from texturepose.data.keypoints import H36M32_TO_17, to_superset
-from texturepose.data.readers.cameras import camera_matrices, load_camera_pkl, project_h36m
-from texturepose.data.readers.common import (
+from texturepose.datasets.cameras import camera_matrices, load_camera_pkl, project_h36m
+from texturepose.datasets.common import (
     RawSample,
     ReaderError,
     Skip,
     SplitInfo,
     write_split,
 )
+from texturepose.keypoints import H36M32_TO_17, to_superset
 
 log = logging.getLogger(__name__)
 

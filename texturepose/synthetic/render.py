@@ -4,7 +4,7 @@ For each sample (a posed mesh seen by a calibrated camera):
 
 1. The superset keypoints are projected with the full-frame camera; the crop box is the square
    around them enlarged by ``margin`` (SPIN's 1.2), as
-   :func:`texturepose.data.crops.box_from_keypoints` does.
+   :func:`texturepose.geometry.crops.box_from_keypoints` does.
 2. The crop's own intrinsics (the full-frame ``K`` followed by the crop's scale and offset) are
    used to rasterise the mesh at ``supersample x crop_res`` pixels.
 3. Colour = texture (UVs interpolated per pixel, ``grid_sample``) x Lambert shading with
@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from texturepose.body.base import BodyModel
-from texturepose.data.crops import crop_matrix
-from texturepose.data.keypoints import SUPERSET
 from texturepose.geometry.cameras import project
+from texturepose.geometry.crops import crop_matrix
+from texturepose.keypoints import SUPERSET
 from texturepose.render.rasterize import rasterize
 
 #: keypoint -> (body parts whose surface may be in front of it while it is seen, depth tolerance
@@ -99,7 +99,7 @@ class CropRenderer:
     def crop_boxes(self, kp2d: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor,
                                                                            torch.Tensor]:
         """Square boxes (centre (B, 2), side (B,)) around the valid keypoints, vectorised
-        version of :func:`texturepose.data.crops.box_from_keypoints`."""
+        version of :func:`texturepose.geometry.crops.box_from_keypoints`."""
         if not bool(valid.any(dim=1).all()):
             raise ValueError("a sample has no keypoint inside its frame: cannot crop it")
         big = torch.finfo(kp2d.dtype).max

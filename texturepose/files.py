@@ -1,0 +1,118 @@
+"""Atomic file writes, the one home for them: every output is complete or absent.
+
+A writer writes to a temporary name beside the target, ``.<name>.<pid>.<random>.tmp<suffix>``
+(same folder, so the rename is atomic; same suffix, so numpy/OpenCV/pandas pick the format), and
+renames it over the target only when it succeeded. Temporaries that a killed earlier writer of
+the same target left behind (its process is gone) are removed before a new one is made.
+
+A leaf module: imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TEMP_MARK = ".tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of ``path`` whose writing process no longer runs; return them."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+{re.escape(TEMP_MARK + path.suffix)}$"
+    )
+    removed = []
+    for p in path.parent.iterdir():
+        m = pattern.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            size = p.stat().st_size
+            p.unlink(missing_ok=True)
+            removed.append(p)
+            log.warning("removed %s (%.1f MB), left by a killed writer of %s", p.name,
+                        size / 1e6, path.name)
+    return removed
+
+
+def new_temp_path(path: str | os.PathLike) -> Path:
+    """A fresh, empty temporary file beside ``path`` (stale ones of ``path`` removed first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=TEMP_MARK + path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit_temp(tmp: str | os.PathLike, path: str | os.PathLike, fsync: bool = False,
+                mode: int = 0o644) -> Path:
+    """Rename a finished temporary over ``path`` (``mode``: mkstemp makes 0600)."""
+    if fsync:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return Path(path)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds,
+    remove it when the block fails (the target is never touched then)."""
+    tmp = new_temp_path(path)
+    try:
+        yield tmp
+        commit_temp(tmp, path, fsync=fsync)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def json_ready(x: Any) -> Any:
+    """Plain JSON types; NaN/inf (not valid JSON) become null."""
+    if isinstance(x, Mapping):
+        return {str(k): json_ready(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_ready(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return json_ready(x.tolist())
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(path: str | os.PathLike, data: Any, sort_keys: bool = True) -> Path:
+    """Write ``data`` as indented JSON (``dvc metrics`` reads it), atomically."""
+    with atomic_path(path) as tmp:
+        text = json.dumps(json_ready(data), indent=2, sort_keys=sort_keys)
+        tmp.write_text(text + "\n")
+    return Path(path)
