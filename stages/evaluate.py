@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, setup_logging  # noqa: E402
+from stages.common import REPO, input_errors, load_params, setup_logging  # noqa: E402
 from texturepose.rng import seed_everything  # noqa: E402
 
 log = logging.getLogger("stages.evaluate")
@@ -33,9 +33,10 @@ def main() -> int:
 
     ev = params["evaluate"]
     try:
-        metrics, artifacts, state = evaluate_checkpoint(
-            REPO / ev["checkpoint"], ev["sets"], REPO, REPO / "reports" / "eval",
-            int(ev.get("batch_size", 32)))
+        with input_errors("evaluate"):
+            metrics, artifacts, state = evaluate_checkpoint(
+                REPO / ev["checkpoint"], ev["sets"], REPO, REPO / "reports" / "eval",
+                int(ev.get("batch_size", 32)))
     except EvaluationError as e:
         raise SystemExit(str(e)) from e
     write_json(REPO / "reports" / "metrics.json", metrics)

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
 from stages.common import (  # noqa: E402
     REPO,
+    input_errors,
     load_params,
     setup_logging,
 )
@@ -49,11 +50,18 @@ def main(argv: list[str] | None = None) -> None:
     fit_cfg = FitConfig(**cfg.get("fit", {}))
     run = run_mocap(sources, body, REPO, float(cfg["fps"]), int(cfg["max_frames_per_clip"]),
                     fit_cfg, int(cfg.get("test_every", 0) or 0))
-    write_mocap_h5(REPO / cfg["out"], run.clips,
-                   body_model=body.name, joint_names=body.joint_names,
-                   attrs={"fit_config": vars(fit_cfg), "target_fps": float(cfg["fps"])})
+    if not run.clips:
+        globs = ", ".join(f"mocap.sources[{i}].glob = {s['glob']!r}"
+                          for i, s in enumerate(cfg["sources"]))
+        raise SystemExit(f"mocap: no clip could be read ({globs}; skipped {dict(run.skipped)}): "
+                         f"point the globs at BVH/npz files; {cfg['out']} was left as it was")
     metrics = mocap_metrics(run, body.name)
-    write_json(REPO / cfg.get("metrics", "reports/mocap_metrics.json"), metrics, sort_keys=False)
+    with input_errors("mocap"):
+        write_mocap_h5(REPO / cfg["out"], run.clips,
+                       body_model=body.name, joint_names=body.joint_names,
+                       attrs={"fit_config": vars(fit_cfg), "target_fps": float(cfg["fps"])})
+        write_json(REPO / cfg.get("metrics", "reports/mocap_metrics.json"), metrics,
+                   sort_keys=False)
     log.info("mocap: %d clips (%d held out), %d frames in %.0f s; fit error %.1f mm mean, "
              "%.1f mm p95; skipped %d %s", metrics["clips_used"], metrics["clips_test"],
              metrics["frames"], run.seconds, metrics["fit_error_mean_mm"] or float("nan"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, setup_logging
+from stages.common import REPO, input_errors, load_params, setup_logging
 from texturepose.data.pairs import PAIR_KINDS, build_pairs, identity_table, pair_counts, write_pairs
 from texturepose.files import write_json
 
@@ -45,13 +45,15 @@ def main(argv: list[str] | None = None) -> dict:
         if not path.exists():
             raise SystemExit(f"pairs.datasets lists {stem!r} but {path} does not exist; run the "
                              "stage that writes it (dvc repro) or remove it from params.yaml")
-        table = identity_table(path)
-        pairs = build_pairs(table, min_gap, max_gap, kinds)
-        write_pairs(pairs, args.out_dir / f"{stem}.parquet")
+        with input_errors("pairs"):
+            table = identity_table(path)
+            pairs = build_pairs(table, min_gap, max_gap, kinds)
+            write_pairs(pairs, args.out_dir / f"{stem}.parquet")
         counts = pair_counts(pairs)
         metrics["datasets"][stem] = {"samples": len(table), **counts}
         log.info("%s: %d samples, pairs %s", stem, len(table), counts)
-    write_json(args.reports / "pairs_metrics.json", metrics)
+    with input_errors("pairs"):
+        write_json(args.reports / "pairs_metrics.json", metrics)
     return metrics
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, setup_logging  # noqa: E402
+from stages.common import REPO, input_errors, load_params, setup_logging  # noqa: E402
 
 log = logging.getLogger("stages.report")
 
@@ -27,7 +27,10 @@ def main() -> int:
     eval_dir = REPO / "reports" / "eval"
     images: list[tuple[str, Path]] = []
     tables: list[tuple[str, Path]] = []
-    for set_dir in sorted(p for p in eval_dir.iterdir() if p.is_dir()):
+    # Hidden folders are a killed evaluate's temporaries (texturepose/files.py), not sets.
+    set_dirs = (sorted(p for p in eval_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+                if eval_dir.is_dir() else [])
+    for set_dir in set_dirs:
         for name, caption in (("by_joint.png", "error by joint"),
                               ("overlays.png", "best / median / worst (crop, overlay, side)")):
             if (set_dir / name).exists():
@@ -38,11 +41,12 @@ def main() -> int:
     for extra, caption in (("figures/synthetic_contact_sheet.jpg", "synthetic training data"),):
         if (REPO / "reports" / extra).exists():
             images.append((caption, REPO / "reports" / extra))
-    out = write_report(REPO / "reports" / "index.html", REPO / "reports" / "metrics.json",
-                       images=images, tables=tables,
-                       ablations=REPO / "reports" / "ablation" / "summary.json",
-                       title=cfg.get("title", "texturepose evaluation"),
-                       max_rows=int(cfg.get("max_rows", 200)))
+    with input_errors("report"):
+        out = write_report(REPO / "reports" / "index.html", REPO / "reports" / "metrics.json",
+                           images=images, tables=tables,
+                           ablations=REPO / "reports" / "ablation" / "summary.json",
+                           title=cfg.get("title", "texturepose evaluation"),
+                           max_rows=int(cfg.get("max_rows", 200)))
     log.info("report written to %s", out)
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from stages.common import REPO, load_params, setup_logging
+from stages.common import REPO, input_errors, load_params, setup_logging
 from texturepose.body import body_from_section
 from texturepose.files import write_json
 from texturepose.rng import seed_everything
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging()
     config = config_from_params(params)
     seed_everything(config.seed)
-    poses = load_pose_clips(args.mocap)
+    with input_errors("synthesize"):
+        poses = load_pose_clips(args.mocap)
     log.info("%d mocap poses from %d clips in %s", len(poses.rotmats), len(poses.clip_names()),
              args.mocap)
     body = body_from_section(body_p, REPO)

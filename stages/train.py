@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.common import REPO, load_params, setup_logging  # noqa: E402
+from stages.common import REPO, input_errors, load_params, setup_logging  # noqa: E402
 from texturepose.rng import seed_everything  # noqa: E402
 
 
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params)
     seed_everything(int(params.get("seed", 0)))  # same on every rank (DDP broadcasts rank 0's)
     try:
-        train_from_params(params, Path(args.root), stop_at=args.stop_at, run_name=args.run_name)
+        with input_errors("train"):
+            train_from_params(params, Path(args.root), stop_at=args.stop_at,
+                              run_name=args.run_name)
     except ResumeError as e:
         raise SystemExit(f"train: {e}") from None
     return 0

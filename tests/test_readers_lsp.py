@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 
 from texturepose.data.hdf5 import Hdf5Dataset, SchemaError
-from texturepose.datasets.lsp import convert_lsp
+from texturepose.datasets.lsp import SPLITS, convert_lsp, read_lsp
 from texturepose.datasets.lspet import convert_lspet
 from texturepose.geometry.crops import from_crop, to_crop
 from texturepose.keypoints import INDEX, subset_indices
@@ -104,6 +104,35 @@ def test_lspet_only_present_and_missing_counts(shared_data, tmp_path):
     assert counts["written"] == 3
 
 
+def test_lsp_validation_split_is_the_last_100_training_images():
+    # train_fit + val partition the training half; test is untouched
+    fit, val = set(SPLITS["train_fit"]), set(SPLITS["val"])
+    assert not fit & val and fit | val == set(SPLITS["train"])
+    assert (min(val), max(val), len(val)) == (900, 999, 100)
+    assert SPLITS["test"] == range(1000, 2000)
+
+
+def test_lsp_val_file_holds_images_901_to_1000(shared_data, tmp_path):
+    joints = scipy.io.loadmat(shared_data / "lsp" / "joints.mat")["joints"]  # 3 x 14 x 2000
+    counts = convert_lsp(shared_data / "lsp", tmp_path / "lsp_val.h5", "val", crop_res=32)
+    assert counts["written"] == 100 and counts["skipped"] == 0
+    ds = Hdf5Dataset(tmp_path / "lsp_val.h5")
+    names = list(ds.column("image_name"))
+    assert names == [f"im{i:04d}.jpg" for i in range(901, 1001)]
+    kp = ds.column("keypoints_2d")
+    np.testing.assert_allclose(kp[:, LSP14, 0], joints[0, :, 900:1000].T, atol=1e-4)
+    assert ds.attrs["split"] == "val"
+    # the training part stops where validation starts
+    fit = [s.image_name for s in read_lsp(shared_data / "lsp", "train_fit")]
+    assert fit[0] == "im0001.jpg" and fit[-1] == "im0900.jpg" and len(fit) == 900
+    assert not set(fit) & set(names)
+
+
+def test_lsp_unknown_split_is_refused(shared_data, tmp_path):
+    with pytest.raises(ValueError, match="train_fit"):
+        convert_lsp(shared_data / "lsp", tmp_path / "x.h5", "validation")
+
+
 def test_lsp_test_half_absent_writes_nothing(shared_data, tmp_path):
     out = tmp_path / "lsp_test.h5"
     with pytest.raises(SchemaError, match="no readable samples"):
@@ -143,3 +172,30 @@ def test_fetch_and_preprocess_stages(shared_data, tmp_path):
     bad = subprocess.run([run[0], str(repo / "stages" / "fetch.py"), *run[1:], "h36m",
                           "--out-dir", str(raw)], cwd=repo, capture_output=True, text=True)
     assert bad.returncode == 1 and "vision.imar.ro" in bad.stderr
+
+
+def test_real_recipe_trains_on_train_fit_and_validates_on_val(tmp_path):
+    """params/real.yaml: `lsp-train_fit` in the mix reads lsp_train_fit.h5 (the others
+    data.split's files); the held-out lsp_val.h5 is evaluated, never trained on."""
+    from pathlib import Path
+
+    from stages.common import load_params
+    from texturepose.training.config import TrainConfig
+    from texturepose.training.data import dataset_paths
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "real.yaml")
+    assert params["datasets"]["lsp"]["splits"] == ["train_fit", "val"]
+    real = tmp_path / "data/processed/real"
+    real.mkdir(parents=True)
+    (tmp_path / "data/processed/synthetic_train.h5").touch()
+    for name in ("lsp_train", "lsp_train_fit", "lsp_val", "lspet_train", "coco_train"):
+        (real / f"{name}.h5").touch()
+    paths = dataset_paths(TrainConfig.from_params(params), tmp_path)
+    assert {k: v[0].name for k, v in paths.items()} == {
+        "synthetic": "synthetic_train.h5", "lsp-train_fit": "lsp_train_fit.h5",
+        "lspet": "lspet_train.h5", "coco": "coco_train.h5"}
+    assert paths["lsp-train_fit"][1].name == "lsp_train_fit.parquet"
+    val = [s for s in params["evaluate"]["sets"] if s["name"] == "lsp_val"]
+    assert val and val[0]["file"] == "data/processed/real/lsp_val.h5" and val[0]["kind"] == "2d"
+    assert val[0]["joints"] == "lsp14" and val[0]["pck"] == {"thresholds": [0.1, 0.2],
+                                                             "norm": "torso"}

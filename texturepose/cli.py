@@ -25,6 +25,9 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
                    help="videos: predict at most this many frames (0: all)")
     p.add_argument("--video-meshes", action="store_true",
                    help="videos: also write .obj/.ply for every predicted frame")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for the network (0: torch's default; 1 is fastest on a "
+                        "busy machine, see docs/benchmarks.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -37,8 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from texturepose.inference.batch import PeopleSpec, predict_paths
     from texturepose.inference.inputs import InputError
 
-    if args.every < 1 or args.max_frames < 0:
-        parser.error("--every must be >= 1 and --max-frames >= 0")
+    if args.every < 1 or args.max_frames < 0 or args.threads < 0:
+        parser.error("--every must be >= 1, --max-frames >= 0 and --threads >= 0")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         summary = predict_paths(args.inputs, args.out, args.checkpoint,
                                 PeopleSpec(args.bbox, args.keypoints), args.device, args.every,

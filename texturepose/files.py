@@ -5,6 +5,11 @@ A writer writes to a temporary name beside the target, ``.<name>.<pid>.<random>.
 renames it over the target only when it succeeded. Temporaries that a killed earlier writer of
 the same target left behind (its process is gone) are removed before a new one is made.
 
+A whole folder is written the same way (:func:`atomic_dir`): into a temporary sibling folder
+``.<name>.<pid>.<random>.tmp``, then swapped in (the old folder renamed aside to ``...old``, the
+new one renamed in, the old one removed), so a reader sees the old folder or the new one, never a
+mix.
+
 A leaf module: imports nothing from the package.
 """
 
@@ -15,6 +20,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -91,6 +97,74 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+OLD_MARK = ".old"
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temp_dirs(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders of ``path`` that a killed :func:`atomic_dir` writer left
+    (its process is gone); return them. A folder it had renamed aside (``...old``) while
+    ``path`` itself is missing was killed mid-swap: it is renamed back to ``path`` instead."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+({re.escape(TEMP_MARK)}|{re.escape(OLD_MARK)})$"
+    )
+    removed = []
+    for p in sorted(path.parent.iterdir()):
+        m = pattern.match(p.name)
+        if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        if m.group(2) == OLD_MARK and not (path.exists() or path.is_symlink()):
+            os.rename(p, path)
+            log.warning("restored %s from %s, left by a writer killed while swapping it",
+                        path, p.name)
+            continue
+        _remove_tree(p)
+        removed.append(p)
+        log.warning("removed %s, left by a killed writer of %s", p.name, path.name)
+    return removed
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh, empty folder beside ``path`` to write into; when the block succeeds, swap
+    it in whole (the old ``path`` renamed aside, the new folder renamed to ``path``, the old
+    one removed). When the block fails the temporary folder is removed and ``path`` is never
+    touched: it keeps every file of the previous run."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_MARK,
+                                dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700
+    old = None
+    if path.exists() or path.is_symlink():
+        old = tmp.with_name(tmp.name[: -len(TEMP_MARK)] + OLD_MARK)
+        os.rename(path, old)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        if old is not None:
+            os.rename(old, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        _remove_tree(old)
 
 
 def json_ready(x: Any) -> Any:

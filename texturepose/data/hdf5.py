@@ -361,7 +361,11 @@ class Hdf5Dataset(Sequence):
             raise IndexError(f"sample {i} out of range for {self.path} ({self._len} samples)")
         f = self.file
         cols = self._columns()
-        out: dict[str, Any] = {"index": i, "image": decode_jpeg(f["image_jpeg"][i])}
+        try:
+            image = decode_jpeg(f["image_jpeg"][i])
+        except ValueError as e:
+            raise self._damaged(i, "image_jpeg", e) from e
+        out: dict[str, Any] = {"index": i, "image": image}
         for name in ("crop_center", "crop_size", "keypoints_2d", "visible", "frame", "person",
                      *STRING_FIELDS):
             out[name] = cols[name][i]
@@ -372,7 +376,18 @@ class Hdf5Dataset(Sequence):
         if "mask_png" in f:
             buf = f["mask_png"][i]
             out["mask"] = decode_png(buf) if len(buf) else None
+            if len(buf) and out["mask"] is None:
+                raise self._damaged(i, "mask_png", ValueError("corrupt PNG bytes"))
         return out
+
+    def _damaged(self, i: int, field: str, error: Exception) -> SchemaError:
+        """The error for sample ``i`` whose encoded ``field`` does not decode: file, sample,
+        field and the stage to rerun."""
+        stage = "synthesize" if self.attrs.get("dataset") == "synthetic" else "preprocess_datasets"
+        return SchemaError(
+            f"{self.path}: sample {i} ({field}) does not decode ({error}): the file is damaged; "
+            f"delete it and rerun the stage that wrote it (dvc repro {stage})"
+        )
 
     def iter_range(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
         for i in range(start, self._len if stop is None else min(stop, self._len)):

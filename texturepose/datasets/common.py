@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,17 +65,67 @@ class Skip:
     detail: str = ""
 
 
+class CorruptImageError(ReaderError):
+    """An image that decodes, but only with libjpeg's corrupt-data warnings: its pixels are partly
+    garbage, so the sample is skipped like an unreadable one."""
+
+
+# libjpeg's warnings for damaged entropy-coded data or a cut file (JWRN_* in jerror.h); the
+# decoder goes on and returns an image with garbage or grey blocks where the damage is.
+JPEG_DAMAGE_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
+_STDERR_LOCK = threading.Lock()  # fd 2 is process-wide: one captured decode at a time
+
+
+def decode_with_warnings(data: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """``cv2.imdecode`` (BGR) and whatever libjpeg printed on stderr meanwhile.
+
+    OpenCV has no API for libjpeg's warnings (it prints them on file descriptor 2 and returns
+    the image), so fd 2 is pointed at a temporary file for the decode; text that is not a JPEG
+    warning is passed on to the real stderr."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2: decode unchecked
+            return cv2.imdecode(data, cv2.IMREAD_COLOR), ""
+        try:
+            os.dup2(sink.fileno(), 2)
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode("utf-8", errors="replace")
+    other = "".join(line for line in text.splitlines(keepends=True)
+                    if not line.startswith(JPEG_DAMAGE_WARNINGS))
+    if other:
+        os.write(2, other.encode())
+    return img, text
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode an image file to RGB uint8, or raise :class:`ReaderError` saying which file.
 
     A JPEG without its end marker is refused: OpenCV would decode the truncated file into a
-    partly grey picture without an error."""
+    partly grey picture without an error. So is a JPEG whose decoding makes libjpeg warn of
+    corrupt data (:class:`CorruptImageError`): OpenCV returns it with garbage blocks."""
     if not path.is_file():
         raise ReaderError(f"missing image {path}")
     data = np.fromfile(path, np.uint8)
-    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
+    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
+    if is_jpeg and b"\xff\xd9" not in data[-64:].tobytes():
         raise ReaderError(f"unreadable image {path} (truncated JPEG: no end marker)")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if is_jpeg:
+        img, warnings = decode_with_warnings(data)
+        damage = [line.strip() for line in warnings.splitlines()
+                  if line.startswith(JPEG_DAMAGE_WARNINGS)]
+        if img is not None and damage:
+            raise CorruptImageError(
+                f"corrupt image {path} (it decodes, but libjpeg reports {damage[0]!r}: part of "
+                "the picture is garbage); replace it with a good copy (fetch or extract the "
+                "dataset again) and rerun the preprocess stage")
+    else:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise ReaderError(f"unreadable image {path} (corrupt or not an image)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -199,7 +252,10 @@ def write_split(
             writer.add(crop_sample(item, image, crop_res))
             n += 1
         except ReaderError as e:
-            reason = "missing image" if "missing image" in str(e) else "unreadable image"
+            if isinstance(e, CorruptImageError):
+                reason = "corrupt image"
+            else:
+                reason = "missing image" if "missing image" in str(e) else "unreadable image"
             writer.skip(reason)
             examples.setdefault(reason, str(e))
     for reason, count in writer.skipped.items():

@@ -2,7 +2,9 @@
 
 ``joints`` is 3 x 14 x 2000 (x, y, flag); in LSP the flag is 1 where the joint is *occluded* (the
 opposite of LSPET). Every joint is annotated, occluded ones at their guessed place. Images
-1-1000 are the training half, 1001-2000 the test half.
+1-1000 are the training half, 1001-2000 the test half. The training half is also split into
+``train_fit`` (1-900) and ``val`` (901-1000, its last 100 images): train on the first, validate
+on the second, which is never trained on.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ HINT = (
     "download lsp_dataset.zip from http://sam.johnson.io/research/lsp.html and unpack it so "
     "that joints.mat and images/ are in the dataset root"
 )
-SPLITS = {"train": range(0, 1000), "test": range(1000, 2000)}
+#: 0-based image indices per split; ``train_fit`` + ``val`` = ``train`` (held-out validation).
+SPLITS = {
+    "train": range(0, 1000),
+    "test": range(1000, 2000),
+    "train_fit": range(0, 900),
+    "val": range(900, 1000),
+}
 SOURCE = "Leeds Sports Pose, http://sam.johnson.io/research/lsp.html"
 LICENCE = "research use only (Johnson & Everingham 2010)"
 
@@ -45,7 +53,8 @@ def _check_split(split: str) -> None:
 
 
 def read_lsp(root: str | os.PathLike, split: str = "train") -> Iterator[RawSample]:
-    """One sample per image of ``split`` (``train`` = 1-1000, ``test`` = 1001-2000)."""
+    """One sample per image of ``split`` (``train`` = 1-1000, ``test`` = 1001-2000,
+    ``train_fit`` = 1-900, ``val`` = 901-1000)."""
     _check_split(split)
     root = Path(root)
     joints = load_lsp_joints(root)

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from texturepose.body.base import BodyModel
+from texturepose.body.base import BodyModel, BodyModelError
 from texturepose.data.hdf5 import Hdf5Dataset
 from texturepose.evaluation.evaluate import Summary, evaluate_protocol, summarise_2d
 from texturepose.evaluation.outputs import overlay_grid, write_summary
 from texturepose.evaluation.protocols import JOINT_SETS, protocol_from_dict
+from texturepose.files import atomic_dir
 from texturepose.geometry.cameras import SPIN_FOCAL_224
 from texturepose.geometry.rotations import rot6d_to_matrix
 from texturepose.inference.predict import Predictions, camera_vertices, load_crop, predict_dataset
@@ -177,17 +178,32 @@ def evaluate_checkpoint(
 ) -> tuple[dict[str, dict[str, float]], list[Path], dict[str, Any]]:
     """Evaluate a trained-model file on ``sets`` (``evaluate.sets`` entries; files relative to
     ``root``; a set marked ``optional`` whose file is absent is skipped). Each set's outputs go
-    to ``out_root/<name>/``. Returns the metrics per set, the written files and the model file's
-    dict (its ``mlflow_run_id``, ``body``...)."""
+    to ``out_root/<name>/``, written in a temporary sibling folder and swapped in whole (a
+    failure leaves the previous folder as it was). Returns the metrics per set, the written
+    files and the model file's dict (its ``mlflow_run_id``, ``body``...)."""
     from texturepose.body import body_from_section
-    from texturepose.training.checkpoint import load_model
+    from texturepose.training.checkpoint import (
+        ModelBodyMismatchError,
+        check_model_body,
+        load_model,
+    )
 
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise EvaluationError(f"{checkpoint} does not exist: run the train stage first "
                               "(dvc repro train)")
-    regressor, state = load_model(checkpoint)
-    body = body_from_section(state.get("body"), root)
+    try:
+        regressor, state = load_model(checkpoint)
+    except ValueError as e:
+        raise EvaluationError(str(e)) from e
+    try:
+        body = body_from_section(state.get("body"), root, source=f"the model file {checkpoint}")
+    except BodyModelError as e:
+        raise EvaluationError(f"{checkpoint}: its body model cannot be built here: {e}") from e
+    try:
+        check_model_body(checkpoint, state, body)
+    except ModelBodyMismatchError as e:
+        raise EvaluationError(str(e)) from e
     res = int(state["model_config"]["res"])
     metrics: dict[str, dict[str, float]] = {}
     artifacts: list[Path] = []
@@ -196,9 +212,13 @@ def evaluate_checkpoint(
         if not path.exists() and cfg.get("optional", False):
             log.warning("evaluation set %s: %s absent, skipped", cfg["name"], cfg["file"])
             continue
-        m, paths = evaluate_set(cfg, path, regressor, body, res, Path(out_root) / cfg["name"],
-                                state.get("mean_params"), batch_size,
-                                float(state.get("focal_224", SPIN_FOCAL_224)))
+        final = Path(out_root) / cfg["name"]
+        # into a temporary sibling, swapped in whole: a failure keeps the previous folder
+        with atomic_dir(final) as tmp:
+            m, paths = evaluate_set(cfg, path, regressor, body, res, tmp,
+                                    state.get("mean_params"), batch_size,
+                                    float(state.get("focal_224", SPIN_FOCAL_224)))
+        paths = {k: final / Path(p).relative_to(tmp) for k, p in paths.items()}
         metrics[cfg["name"]] = m
         artifacts += [p for p in paths.values() if Path(p).exists()]
     return metrics, artifacts, state

@@ -128,7 +128,7 @@ def predict_paths(
                 _predict_video(item.path, stem, predictor, people, every, max_frames,
                                meshes_for_video, summary)
         except InputError as e:
-            log.warning("skipping %s", e)
+            log.warning("skipping %s: %s", item.path, e)
             summary.skipped.append((str(item.path), str(e)))
     for line in summary.lines():
         log.info(line)

@@ -45,7 +45,8 @@ def person_from_box(box: tuple[float, float, float, float], image_size: tuple[in
     x0, y0, x1, y1 = box
     w, h = image_size
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise InputError(f"box {box} lies outside the {w}x{h} image")
+        raise InputError(f"box {box} lies outside the {w}x{h} image; give a --bbox inside it "
+                         "(x0,y0,x1,y1 in pixels)")
     center = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32)
     return Person(center, float(max(x1 - x0, y1 - y0) * MARGIN), source)
 

@@ -39,7 +39,11 @@ class PhotoPredictor:
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "cpu",
                  root: str | os.PathLike | None = None):
-        from texturepose.training.checkpoint import load_model
+        from texturepose.training.checkpoint import (
+            ModelBodyMismatchError,
+            check_model_body,
+            load_model,
+        )
 
         path = Path(checkpoint)
         if not path.is_file():
@@ -51,17 +55,15 @@ class PhotoPredictor:
             raise InputError(f"{path}: not a usable trained model: {e}") from None
         self.device = torch.device(device)
         try:
-            self.body: BodyModel = body_from_section(state.get("body"), root).to(self.device)
+            self.body: BodyModel = body_from_section(
+                state.get("body"), root, source=f"the model file {path}").to(self.device)
         except (BodyModelError, OSError, ValueError) as e:
             raise InputError(f"{path}: its body model {state.get('body')} cannot be built "
                              f"here: {e}") from None
-        if (self.body.num_joints, self.body.num_shape) != (state["num_joints"],
-                                                           state["num_shape"]):
-            raise InputError(
-                f"{path}: the checkpoint predicts {state['num_joints']} joints / "
-                f"{state['num_shape']} shape values but its body model "
-                f"{state.get('body', {}).get('model')!r} here has {self.body.num_joints} / "
-                f"{self.body.num_shape}: use the body-model files it was trained with")
+        try:
+            check_model_body(path, state, self.body)
+        except ModelBodyMismatchError as e:
+            raise InputError(str(e)) from None
         self.res = int(state["model_config"].get("res", 224))
         self.focal_224 = float(state.get("focal_224", SPIN_FOCAL_224))
         self.regressor.to(self.device).eval()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from texturepose.body.base import BodyModel
 from texturepose.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -90,3 +91,25 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     state["num_shape"], state["mean_params"])
     reg.load_state_dict(state["regressor"])
     return reg.use_channels_last().eval(), state
+
+
+class ModelBodyMismatchError(ValueError):
+    """A trained model paired with a body model of other joint or shape counts."""
+
+
+def check_model_body(path: str | os.PathLike, state: dict[str, Any], body: BodyModel) -> None:
+    """Refuse a trained-model file (``state`` from :func:`load_model`) whose regressor predicts
+    another number of joints or shape values than ``body`` has: the file names one body model
+    (its ``body`` section) but was trained with another, and would fail deep inside the body
+    model with a shape error. The message names the file, both counts and what to do."""
+    nj, ns = int(state["num_joints"]), int(state["num_shape"])
+    if (nj, ns) == (body.num_joints, body.num_shape):
+        return
+    section = dict(state.get("body") or {})
+    raise ModelBodyMismatchError(
+        f"{path}: the checkpoint predicts {nj} joints / {ns} shape values but its body model "
+        f"{section.get('model', 'anny')!r} here has {body.num_joints} joints / {body.num_shape} "
+        f"shape values: it was trained with another body model than its body section {section} "
+        "builds here. Retrain it with this body model (dvc repro train), or use the body-model "
+        "files it was trained with"
+    )

@@ -31,14 +31,17 @@ def dataset_paths(cfg: TrainConfig, root: str | os.PathLike = ".") -> dict[str, 
     """For each dataset of the mix with a positive ratio: its HDF5 file and pairs table, by the
     pipeline's naming: ``<processed_dir>/<name>_<split>.h5`` (the synthetic set) or, when that
     is absent, ``<processed_dir>/real/<name>_<split>.h5`` (the preprocess stage's real
-    datasets); pairs in ``<pairs_dir>/<name>_<split>.parquet``."""
+    datasets); pairs in ``<pairs_dir>/<name>_<split>.parquet``. ``<split>`` is ``data.split``,
+    or the part after ``-`` of a mix name: ``lsp-train_fit`` reads ``lsp_train_fit.h5``."""
     root = Path(root)
     d = cfg.data
     out = {}
     for name, ratio in d.mix.items():
         if ratio <= 0:
             continue
-        file = f"{name}_{d.split}.h5"
+        base, _, split = name.partition("-")  # a dataset's own split: "lsp-train_fit"
+        stem = f"{base}_{split or d.split}"
+        file = f"{stem}.h5"
         candidates = [root / d.processed_dir / file, root / d.processed_dir / "real" / file]
         h5 = next((c for c in candidates if c.exists()), None)
         if h5 is None:
@@ -47,7 +50,7 @@ def dataset_paths(cfg: TrainConfig, root: str | os.PathLike = ".") -> dict[str, 
                 f"exists: run the stage that writes it (synthesize or preprocess_datasets), or "
                 f"set data.mix.{name} to 0"
             )
-        out[name] = (h5, root / d.pairs_dir / f"{name}_{d.split}.parquet")
+        out[name] = (h5, root / d.pairs_dir / f"{stem}.parquet")
     return out
 
 
@@ -60,6 +63,7 @@ def build_data(
     """Datasets and the sampler. ``paths``: name -> (HDF5 file, pairs table or None)."""
     info = dist_info or DistInfo()
     datasets, sources, names = [], [], []
+    missing_pairs: list[str] = []
     for name, (h5, pairs_path) in paths.items():
         ds = TrainingDataset(
             Hdf5Dataset(h5), cfg.model.res, cfg.data.augment, body.name, body.num_joints,
@@ -71,14 +75,21 @@ def build_data(
             log.info("%s: %d samples, %d pairs (%s)", name, len(ds), len(pairs),
                      pairs["kind"].value_counts().to_dict())
         else:
+            if cfg.data.pairs_per_batch > 0 and pairs_path is not None:
+                missing_pairs.append(str(pairs_path))
             log.info("%s: %d samples, no pairs", name, len(ds))
         datasets.append(ds)
         names.append(name)
         sources.append(MixSource(name, len(ds), float(cfg.data.mix[name]), pairs))
-    sampler = MixedBatchSampler(
-        sources, cfg.train.batch_size, cfg.data.pairs_per_batch, seed=cfg.seed,
-        rank=info.rank, world_size=info.world_size, num_steps=cfg.train.steps,
-    )
+    try:
+        sampler = MixedBatchSampler(
+            sources, cfg.train.batch_size, cfg.data.pairs_per_batch, seed=cfg.seed,
+            rank=info.rank, world_size=info.world_size, num_steps=cfg.train.steps,
+        )
+    except ValueError as e:
+        if not missing_pairs:
+            raise
+        raise ValueError(f"{e} (pairs tables not found: {', '.join(missing_pairs)})") from None
     return TrainData(sampler, MixedDataset(datasets), names)
 
 

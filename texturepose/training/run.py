@@ -141,8 +141,6 @@ def train_from_params(params: Mapping[str, Any], root: Path, stop_at: int | None
                    run_id=state.get("mlflow_run_id") if state else None,
                    enabled=bool(tp.get("enabled", True)) and info.is_main,
                    run_name=run_name) as run:
-        if info.is_main and not run.active and tp.get("enabled", True):
-            log.warning("MLflow is unreachable: training goes on without tracking")
         if state is not None:
             resume(trainer, data, state)
         if info.is_main:
