@@ -10,9 +10,14 @@ forward+backward (sum of vertices and keypoints, gradients to pose and shape) of
   (10475 vertices, 55 joints); ours keeps hands/face at rest and skins 22 joints;
 * STAR: ``StarBody`` (no native package here; printed beside smplx's SMPL layer as a reference).
 
-Timings alternate wrapper/native calls and report the median of ``--repeats`` runs.
+Timings alternate wrapper/native calls (in reversed order every other round) and report the
+median of ``--repeats`` runs; on a shared machine use ``--threads 1`` (two threads competing with
+other jobs made single timings swing by 2x). With ``--previous``, Anny's wrapper as it was
+before the speed work of 2026-12-01 (its keypoint regression, copied below) is timed in the
+same interleaved loop, with its ratios to the native call and to the current wrapper.
 
     python bench/body.py [--batches 1 32 128] [--repeats 5] [--models anny smpl smplx star]
+                         [--previous] [--threads N]
 """
 
 from __future__ import annotations
@@ -49,16 +54,20 @@ def timed(fn: Call, backward: bool) -> float:
     return time.perf_counter() - t
 
 
-def compare(ours: Call, native: Call, repeats: int) -> list[tuple[float, float]]:
-    """Median seconds (ours, native) for forward and forward+backward, interleaved."""
+def compare(*calls: Call, repeats: int) -> list[tuple[float, ...]]:
+    """Median seconds of each call (ours, native[, previous]) for forward and forward+backward,
+    interleaved."""
     out = []
     for backward in (False, True):
-        ours(backward), native(backward)  # warm-up
-        a, b = [], []
-        for _ in range(repeats):
-            a.append(timed(ours, backward))
-            b.append(timed(native, backward))
-        out.append((statistics.median(a), statistics.median(b)))
+        for call in calls:  # warm-up
+            call(backward)
+        times: list[list[float]] = [[] for _ in calls]
+        for i in range(repeats):
+            # A, B, C then C, B, A: no call always runs right after the same other one.
+            pairs = list(zip(calls, times, strict=True))
+            for call, t in pairs if i % 2 == 0 else pairs[::-1]:
+                t.append(timed(call, backward))
+        out.append(tuple(statistics.median(t) for t in times))
     return out
 
 
@@ -81,7 +90,18 @@ def inputs(batch: int, joints: int, shape: torch.Tensor) -> tuple[torch.Tensor, 
     return rot, (shape + 0.1 * torch.randn(batch, len(shape), generator=g)).float()
 
 
-def bench_anny(batch: int, repeats: int):
+def previous_anny_forward(body, rotmats: torch.Tensor, shape: torch.Tensor) -> list[torch.Tensor]:
+    """``AnnyBody(rotmats, shape)`` before 2026-12-01: its keypoints gathered the used vertices
+    as (U, B, 3) (a slow strided copy) before the GEMM. Same outputs as today's."""
+    body._check_inputs(rotmats, shape)
+    vertices = body.native_forward(rotmats, shape)["vertices"]
+    used = vertices[:, body._kp_vertices].transpose(0, 1)  # (U, B, 3)
+    b = vertices.shape[0]
+    keypoints = (body._kp_weights @ used.reshape(used.shape[0], -1)).reshape(-1, b, 3)
+    return [vertices, keypoints.transpose(0, 1)]
+
+
+def bench_anny(batch: int, repeats: int, previous: bool = False):
     from texturepose.body import build_body_model
 
     if not hasattr(bench_anny, "body"):
@@ -91,7 +111,14 @@ def bench_anny(batch: int, repeats: int):
     native_pose = body.native_pose(rot).detach()
     ours = run(lambda: list(body(rot, shape).__dict__.values()), [rot, shape])
     native = run(lambda: [body.native(native_pose, shape)["vertices"]], [native_pose, shape])
-    return compare(ours, native, repeats), "anny.Anny"
+    calls = [ours, native]
+    if previous:
+        out = body(rot, shape)
+        old = previous_anny_forward(body, rot, shape)
+        if not (torch.equal(out.vertices, old[0]) and torch.equal(out.keypoints, old[1])):
+            print(f"anny batch {batch}: the previous wrapper's outputs differ from today's")
+        calls.append(run(lambda: previous_anny_forward(body, rot, shape), [rot, shape]))
+    return compare(*calls, repeats=repeats), "anny.Anny"
 
 
 def _smpl_like(kind: str, folder: Path):
@@ -139,7 +166,7 @@ def bench_smpl_family(kind: str, batch: int, repeats: int, folder: Path):
     ours = run(lambda: list(ours_body(rot, shape).__dict__.values()), [rot, shape])
     native = run(native_fn, [n_rot, shape])
     name = {"smpl": "smplx.SMPLLayer", "smplx": "smplx.SMPLXLayer", "star": "SMPLLayer (ref)"}
-    return compare(ours, native, repeats), name[kind]
+    return compare(ours, native, repeats=repeats), name[kind]
 
 
 def main() -> None:
@@ -147,22 +174,32 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32, 128])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", nargs="+", default=["anny", "smpl", "smplx", "star"])
+    ap.add_argument("--previous", action="store_true",
+                    help="also time Anny's wrapper as it was before 2026-12-01, interleaved")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of "
           f"{args.repeats}; seconds per call")  # fmt: skip
     header = f"{'model':6} {'batch':>5} {'pass':>8} {'ours':>9} {'native':>9} {'ratio':>6}  native"
+    if args.previous:
+        header += "  [previous wrapper: seconds, /native, /ours]"
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for batch in args.batches:
                 if model == "anny":
-                    res, native_name = bench_anny(batch, args.repeats)
+                    res, native_name = bench_anny(batch, args.repeats, args.previous)
                 else:
                     res, native_name = bench_smpl_family(model, batch, args.repeats, Path(tmp))
-                for label, (ours, native) in zip(("fwd", "fwd+bwd"), res, strict=True):
-                    print(f"{model:6} {batch:5d} {label:>8} {ours:9.4f} {native:9.4f} "
-                          f"{ours / native:6.2f}  {native_name}", flush=True)  # fmt: skip
+                for label, (ours, native, *prev) in zip(("fwd", "fwd+bwd"), res, strict=True):
+                    line = (f"{model:6} {batch:5d} {label:>8} {ours:9.4f} {native:9.4f} "
+                            f"{ours / native:6.2f}  {native_name}")  # fmt: skip
+                    if prev:
+                        line += f"  [{prev[0]:.4f}, {prev[0] / native:.2f}, {prev[0] / ours:.2f}]"
+                    print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Times (median of --reps runs) rasterisation, texel visibility, texture sampling and the texture
 loss for a batch of posed Anny meshes at 224 px, single-image rasterisation (what the synthetic
 data generator needs), and ray-cast visibility (vectorised Moller-Trumbore in torch, every ray
-against every face) on the same batch, side by side. Ray casting the whole batch would take
+against every face) on the same batch, side by side; and the rasteriser beside the frozen copy
+of its previous version (``bench/_rasterize_reference.py``), interleaved in the same run, with
+the differences of their outputs and gradients. Ray casting the whole batch would take
 minutes, so it is timed on --ray-points vertices of the batch and scaled to all vertices (said
 so in the output). Peak memory is the process's peak RSS (and CUDA peak when on a GPU).
 
@@ -27,8 +29,11 @@ import roma
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / "data" / "cache" / "anny"))
+
+# The rasteriser as it was before the speed work, timed beside the current one.
+from _rasterize_reference import rasterize as rasterize_reference  # noqa: E402
 
 from texturepose.body import build_body_model  # noqa: E402
 from texturepose.geometry.cameras import (  # noqa: E402
@@ -64,6 +69,50 @@ def timed(fn, reps: int, device: torch.device) -> tuple[float, object]:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), out
+
+
+def timed_pair(fn_a, fn_b, reps: int, device: torch.device) -> tuple[float, float]:
+    """Median wall times of ``fn_a()`` and ``fn_b()`` called alternately (A, B, A, B, ...), so
+    that load from other jobs falls on both alike."""
+    fn_a(), fn_b()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(reps):
+        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            out.append(time.perf_counter() - t0)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def compare_rasterisers(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
+                        size: tuple[int, int]) -> dict[str, float]:
+    """Differences between the previous and the current rasteriser on the same batch: fraction
+    of pixels with the same face, max abs difference of depth and barycentrics where both draw
+    the same face, and of the vertex gradients of a random weighting of depth and barycentrics."""
+    out = {}
+    grads = []
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(*verts.shape[:1], *size, 4, generator=g).to(verts)
+    for fn in (rasterize_reference, rasterize):
+        v = verts.detach().clone().requires_grad_(True)
+        frags = fn(v, faces, K, size)
+        vals = torch.cat([frags.depth.unsqueeze(-1), frags.bary], -1)[frags.mask]
+        (vals * weights[frags.mask]).sum().backward()
+        grads.append((frags, v.grad))
+    (a, ga), (b, gb) = [(f.__class__(f.face_index, f.depth.detach(), f.bary.detach()), gr)
+                        for f, gr in grads]
+    same = a.face_index == b.face_index
+    both = same & a.mask
+    out["same_face"] = float(same.float().mean())
+    out["depth"] = float((a.depth[both] - b.depth[both]).abs().max()) if both.any() else 0.0
+    out["bary"] = float((a.bary[both] - b.bary[both]).abs().max()) if both.any() else 0.0
+    out["grad"] = float((ga - gb).abs().max())
+    out["grad_scale"] = float(ga.abs().max())
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -152,6 +201,8 @@ def main() -> None:
     ap.add_argument("--res", type=int, default=224)
     ap.add_argument("--texture-res", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pair-reps", type=int, default=9,
+                    help="interleaved runs of the previous vs the current rasteriser")
     ap.add_argument("--ray-points", type=int, default=256)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--figures", type=Path, default=REPO / "reports" / "figures")
@@ -208,6 +259,14 @@ def main() -> None:
     t_zbuf_vis, _ = timed(lambda: point_visibility(
         verts, rasterize(verts, faces, K, size), K, verts, faces), args.reps, device)
 
+    # The previous rasteriser beside the current one, interleaved, and their differences.
+    t_old, t_new = timed_pair(lambda: rasterize_reference(verts, faces, K, size),
+                              lambda: rasterize(verts, faces, K, size), args.pair_reps, device)
+    t_old1, t_new1 = timed_pair(lambda: rasterize_reference(verts[:1], faces, K[:1], size),
+                                lambda: rasterize(verts[:1], faces, K[:1], size),
+                                args.pair_reps * 4, device)
+    diff = compare_rasterisers(verts, faces, K, size)
+
     rss1 = peak_rss_mb()
     threads = torch.get_num_threads()
     print(f"\nrender benchmark: batch {args.batch} Anny meshes ({verts.shape[1]} vertices, "
@@ -221,6 +280,14 @@ def main() -> None:
     print(f"  texture loss ({half} pairs)    {t_loss * 1e3:9.1f} ms")
     print(f"  sampling+loss fwd+bwd      {t_fb * 1e3:9.1f} ms")
     print(f"  total rast+sample+loss     {(t_rast + t_tex + t_loss) * 1e3:9.1f} ms")
+    print(f"rasteriser, previous vs current (interleaved, median of {args.pair_reps}):")
+    print(f"  batch of {args.batch}: old {t_old * 1e3:.1f} ms, new {t_new * 1e3:.1f} ms, "
+          f"ratio old/new {t_old / t_new:.2f}x")
+    print(f"  one image:   old {t_old1 * 1e3:.1f} ms, new {t_new1 * 1e3:.1f} ms, "
+          f"ratio old/new {t_old1 / t_new1:.2f}x (median of {args.pair_reps * 4})")
+    print(f"  same face on {diff['same_face'] * 100:.4f}% of pixels; where the same face: max "
+          f"|d depth| {diff['depth']:.3g}, max |d bary| {diff['bary']:.3g}; max |d grad| "
+          f"{diff['grad']:.3g} (max |grad| {diff['grad_scale']:.3g})")
     print(f"vertex visibility of the whole batch ({n_points} vertices):")
     print(f"  z-buffer (rasterise+test)  {t_zbuf_vis * 1e3:9.1f} ms")
     print(f"  ray casting                {t_ray * 1e3:9.1f} ms  (timed on {len(idx)} vertices x "

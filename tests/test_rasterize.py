@@ -178,3 +178,73 @@ def test_pixel_rays_through_pixel_centres_hit_the_rasterised_depth():
     uv = torch.stack([jj + 0.5, ii + 0.5], -1).to(verts)[None]
     pts = pixel_rays(uv, K) * frags.depth[frags.mask][None, :, None]
     assert torch.allclose(pts, interpolate_vertex_attributes(frags, faces, verts)[frags.mask][None])
+
+
+def _reference_rasterize():
+    """The rasteriser before the speed work (``bench/_rasterize_reference.py``, frozen)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "_rasterize_reference.py"
+    spec = importlib.util.spec_from_file_location("_rasterize_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.rasterize
+
+
+def _assert_same_fragments(verts, faces, K, size, **kwargs):
+    weights = torch.rand(verts.shape[0], *size, 4, generator=torch.Generator().manual_seed(1),
+                         dtype=verts.dtype)
+    outs = []
+    for fn in (_reference_rasterize(), rasterize):
+        v = verts.clone().requires_grad_(True)
+        frags = fn(v, faces, K, size, **kwargs)
+        vals = torch.cat([frags.depth.unsqueeze(-1), frags.bary], -1)[frags.mask]
+        (vals * weights[frags.mask]).sum().backward()
+        outs.append((frags, v.grad))
+    (old, g_old), (new, g_new) = outs
+    assert new.face_index.dtype == torch.int64 and new.depth.dtype == verts.dtype
+    # Same arithmetic, reorganised: the same face per pixel and the same bits.
+    assert torch.equal(old.face_index, new.face_index)
+    assert torch.equal(old.depth, new.depth) and torch.equal(old.bary, new.bary)
+    # Gradients: the same terms summed in another order.
+    tol = 1e-5 if verts.dtype == torch.float32 else 1e-10
+    assert torch.isfinite(g_new).all()
+    assert torch.allclose(g_old, g_new, rtol=tol, atol=tol * float(g_old.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cull", [True, False])
+def test_matches_the_previous_rasteriser(dtype, cull):
+    verts, faces = two_ellipsoids()
+    g = torch.Generator().manual_seed(0)
+    batch = torch.cat([verts, verts + 0.05 * torch.randn(3, *verts.shape[1:], generator=g,
+                                                         dtype=verts.dtype)])
+    batch[2, :7, 2] = -1.0  # a few vertices behind the camera: their faces are dropped
+    batch[3, 5] = float("nan")  # a non-finite vertex: its faces are dropped
+    K = batched_intrinsics(40.0, (52, 40), 4, dtype=dtype)
+    _assert_same_fragments(batch.to(dtype), faces, K, (40, 52), cull_backfaces=cull)
+
+
+def test_matches_the_previous_rasteriser_with_large_faces_and_chunks():
+    z = 2.0
+    verts = torch.tensor(
+        [[[-3.0, -2.0, z], [1.5, -1.0, z], [0.5, 2.5, z], [0.2, 0.1, z - 0.5], [0.6, 0.15, z - 0.5],
+          [0.3, 0.5, z - 0.5]]], dtype=torch.float64)
+    faces = torch.tensor([[0, 2, 1], [3, 5, 4]])
+    K = intrinsics(40.0, (80, 64), dtype=torch.float64)
+    _assert_same_fragments(verts, faces, K, (64, 80), cull_backfaces=False, max_candidates=500)
+
+
+@pytest.mark.parametrize("rect_min_faces", [0, 1 << 30])
+def test_matches_the_previous_rasteriser_with_both_bucket_shapes(rect_min_faces, monkeypatch):
+    # Rectangular buckets (many faces) and square ones (few) give the same fragments.
+    import texturepose.render.rasterize as module
+
+    monkeypatch.setattr(module, "_RECT_MIN_FACES", rect_min_faces)
+    mesh = uv_ellipsoid(30, 60, (0.5, 0.8, 0.3), dtype=torch.float32)
+    g = torch.Generator().manual_seed(2)
+    verts = mesh.vertices + torch.tensor([0.0, 0.0, 3.0])
+    verts = verts + 0.1 * torch.randn(6, 1, 3, generator=g)
+    K = batched_intrinsics(120.0, 96, 6)
+    _assert_same_fragments(verts, mesh.faces, K, (96, 96))
