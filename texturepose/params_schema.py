@@ -43,7 +43,7 @@ class MocapSourceParams(_Section):
 
 
 class MocapFitParams(_Section):
-    method: Literal["batched", "clip"] = "batched"
+    method: Literal["lm", "batched", "clip"] = "lm"
     iters_shape: int = Field(60, ge=0)
     shape_frames: int = Field(8, ge=1)
     fast_keypoints: bool = True
@@ -51,6 +51,8 @@ class MocapFitParams(_Section):
     iters: int = Field(150, ge=0)
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     lr: float = Field(0.05, gt=0)
+    tol: float = Field(1e-4, ge=0)
+    lm_damping: float = Field(0.1, gt=0)
     chunk: int = Field(32, ge=1)
     pose_prior: float = Field(1e-4, ge=0)
     shape_prior: float = Field(1e-4, ge=0)

@@ -214,6 +214,13 @@ class AnnyBody(BodyModel):
             return super().keypoints(rotmats, shape, shape_index)
         return self._keypoint_path(rotmats, shape, shape_index)
 
+    def kinematic_keypoint_path(self) -> torch.nn.Module | None:
+        """The checked skinning-free :class:`AnnyKeypointPath` (None when it failed its check
+        against the full model or ``fast_keypoints`` is off)."""
+        with torch.no_grad():  # builds and checks the path on first use
+            self.keypoints(self.rest_rotmats(1), self.mean_shape[None])
+        return self._keypoint_path if self.fast_keypoints else None
+
     def _face_parts(self, labels: list[str]) -> torch.Tensor:
         w = self.native.vertex_bone_weights
         idx = self.native.vertex_bone_indices

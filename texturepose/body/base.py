@@ -86,6 +86,11 @@ class BodyModel(torch.nn.Module):
             shape = shape[shape_index]
         return self(rotmats, shape).keypoints
 
+    def kinematic_keypoint_path(self) -> torch.nn.Module | None:
+        """A keypoint path that exposes its bone transforms (for analytic Jacobians, as the
+        mocap fit's ``lm`` method uses), or None when the model has none (the default)."""
+        return None
+
     def _check_inputs(self, rotmats: torch.Tensor, shape: torch.Tensor) -> None:
         j, s = self.num_joints, self.num_shape
         if rotmats.dim() != 4 or rotmats.shape[1:] != (j, 3, 3):
