@@ -40,8 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from texturepose.inference.batch import PeopleSpec, predict_paths
     from texturepose.inference.inputs import InputError
 
-    if args.every < 1 or args.max_frames < 0 or args.threads < 0:
-        parser.error("--every must be >= 1, --max-frames >= 0 and --threads >= 0")
+    if args.every < 1 or args.max_frames < 0:
+        parser.error("--every must be >= 1 and --max-frames >= 0")
+    if args.threads < 0:
+        parser.error("--threads must be >= 0 (0: torch's default)")
     if args.threads:
         import torch
 
