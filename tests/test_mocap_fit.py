@@ -11,8 +11,6 @@ from texturepose.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from texturepose.keypoints import INDEX
 from texturepose.mocap.fit import (
     FitConfig,
-    _KinematicKeypoints,
-    _open_keypoint_path,
     fit_bvh_clip,
     fit_clips,
     fit_keypoints,
@@ -21,6 +19,7 @@ from texturepose.mocap.fit import (
     sample_frames,
     weighted_kabsch,
 )
+from texturepose.mocap.lm import KinematicKeypoints, open_keypoint_path
 from texturepose.mocap.poses import MocapClipPoses, MocapFileError, read_mocap_h5, write_mocap_h5
 from texturepose.mocap.skeletons import SKELETONS
 
@@ -124,7 +123,7 @@ def test_lm_jacobian_matches_autograd(anny_body):
     rot, shape = _random_pose(anny_body, 3, seed=6)
     shapes = torch.stack([shape, 1.0 - shape])
     index = torch.tensor([0, 1, 1])
-    kin = _KinematicKeypoints(_open_keypoint_path(anny_body), shapes)
+    kin = KinematicKeypoints(open_keypoint_path(anny_body), shapes)
     kp, state = kin.forward(rot, index)
     with torch.no_grad():
         torch.testing.assert_close(kp, anny_body.keypoints(rot, shapes, index), atol=1e-5,
