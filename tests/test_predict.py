@@ -27,14 +27,15 @@ MODEL = {"backbone": "resnet18", "pretrained": None, "hidden": 64, "dropout": 0.
          "head": "keypoints", "feedback": True, "res": RES}
 
 
-def _checkpoint(path, body, num_joints=None, section=None):
+def _checkpoint(path, body, num_joints=None, section=None, model=MODEL):
+    """An untrained model file (seed 0) of ``model``'s architecture for ``body``."""
     torch.manual_seed(0)
     j = num_joints or body.num_joints
     mp = compute_mean_params(body.rest_rotmats(2)[:, :1].expand(2, j, 3, 3).numpy(),
                              body.mean_shape.numpy())
-    cfg = {k: v for k, v in MODEL.items() if k != "res"}
+    cfg = {k: v for k, v in model.items() if k != "res"}
     reg = Regressor(RegressorConfig(**cfg), j, body.num_shape, mp)
-    return save_model(path, reg, MODEL, section or {"model": "anny"}, mp, {"focal_224": 5000.0})
+    return save_model(path, reg, model, section or {"model": "anny"}, mp, {"focal_224": 5000.0})
 
 
 @pytest.fixture(scope="module")

@@ -64,11 +64,33 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+#: ``.<target>.<pid>.<random>.tmp<suffix>``, as :func:`new_temp_path` names them.
+_TEMP_NAME = re.compile(rf"^\.(?P<target>.+)\.(?P<pid>\d+)\.[^.]+{re.escape(TEMP_MARK)}")
+#: folder -> {target name: stale temporaries}, listed once per process and folder.
+_stale_by_folder: dict[Path, dict[str, list[Path]]] = {}
+
+
+def _stale_temps_once(path: Path) -> None:
+    """:func:`remove_stale_temps` without listing the folder again for every file written there
+    (a predict run writes thousands): temporaries of killed writers are older than this
+    process's first write into the folder, so one listing per folder finds them all."""
+    folder = path.parent.resolve()
+    if folder not in _stale_by_folder:
+        found: dict[str, list[Path]] = {}
+        for p in folder.iterdir():
+            m = _TEMP_NAME.match(p.name)
+            if m and p.name.endswith(TEMP_MARK + Path(m["target"]).suffix):
+                found.setdefault(m["target"], []).append(p)
+        _stale_by_folder[folder] = found
+    if _stale_by_folder[folder].pop(path.name, None):
+        remove_stale_temps(path)
+
+
 def new_temp_path(path: str | os.PathLike) -> Path:
     """A fresh, empty temporary file beside ``path`` (stale ones of ``path`` removed first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
+    _stale_temps_once(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
                                suffix=TEMP_MARK + path.suffix, dir=path.parent)
     os.close(fd)

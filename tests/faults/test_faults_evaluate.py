@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from test_predict import _checkpoint
 
 import texturepose.body
 import texturepose.evaluation.run as eval_run
 from texturepose.data.hdf5 import Hdf5Writer
 from texturepose.evaluation.run import EvaluationError, evaluate_checkpoint
 from texturepose.keypoints import NUM_KEYPOINTS
-from texturepose.models.mean_params import compute_mean_params
-from texturepose.models.regressor import Regressor, RegressorConfig
-from texturepose.training.checkpoint import save_model
 
 RES = 32
 MODEL = {"backbone": "resnet18", "pretrained": None, "hidden": 32, "dropout": 0.0,
@@ -26,13 +23,7 @@ SETS = [{"name": "held", "file": "held.h5", "kind": "3d",
 
 
 def _model_file(path, body, num_joints=None, section=None):
-    torch.manual_seed(0)
-    j = num_joints or body.num_joints
-    mp = compute_mean_params(body.rest_rotmats(2)[:, :1].expand(2, j, 3, 3).numpy(),
-                             body.mean_shape.numpy())
-    cfg = {k: v for k, v in MODEL.items() if k != "res"}
-    reg = Regressor(RegressorConfig(**cfg), j, body.num_shape, mp)
-    return save_model(path, reg, MODEL, section or {"model": "anny"}, mp, {"focal_224": 5000.0})
+    return _checkpoint(path, body, num_joints, section, model=MODEL)
 
 
 def _eval_set(path, n=4):

@@ -17,6 +17,7 @@ from typing import Any
 
 from texturepose.body import body_from_section
 from texturepose.files import write_json
+from texturepose.params_schema import MocapParams
 from texturepose.tracking import stage_run
 from texturepose.training.checkpoint import load_checkpoint, save_model
 from texturepose.training.config import TrainConfig, config_changes
@@ -28,7 +29,8 @@ from texturepose.training.overlays import overlay_grid
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MOCAP = "data/mocap/anny_poses.h5"
+#: Where the mocap stage writes the poses when params have no ``mocap.out`` (the schema default).
+DEFAULT_MOCAP: str = MocapParams.model_fields["out"].default
 
 
 class ResumeError(RuntimeError):
