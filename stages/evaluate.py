@@ -1,6 +1,7 @@
 """DVC stage `evaluate`: run the trained model on every evaluation set of params.yaml.
 
-    python stages/evaluate.py
+    python stages/evaluate.py                                  # params.yaml, this repository
+    python stages/evaluate.py --params params/real.yaml        # another params file's sets
 
 Writes reports/metrics.json (DVC metrics: per set the model's errors, the mean-pose baseline on
 the same samples and 2D PCK), reports/eval/<set>/ (per-joint, per-sequence and per-sample CSVs
@@ -10,6 +11,7 @@ samples), and logs the same to the training's MLflow run.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -22,9 +24,16 @@ from texturepose.rng import seed_everything  # noqa: E402
 log = logging.getLogger("stages.evaluate")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--params", default=None, help="params file (default: the repository's "
+                    "params.yaml)")
+    ap.add_argument("--root", default=None, help="project root: the checkpoint, the sets' files "
+                    "and reports/ under it (default: the repository)")
+    args = ap.parse_args(argv)
     setup_logging()
-    params = load_params()
+    params = load_params(args.params) if args.params else load_params()
+    root = Path(args.root) if args.root else REPO
     seed_everything(int(params.get("seed", 0)))
     from texturepose.evaluation.mlflow_log import log_evaluation
     from texturepose.evaluation.run import EvaluationError, evaluate_checkpoint
@@ -35,19 +44,19 @@ def main() -> int:
     try:
         with input_errors("evaluate"):
             metrics, artifacts, state = evaluate_checkpoint(
-                REPO / ev["checkpoint"], ev["sets"], REPO, REPO / "reports" / "eval",
+                root / ev["checkpoint"], ev["sets"], root, root / "reports" / "eval",
                 int(ev.get("batch_size", 32)))
     except EvaluationError as e:
         raise SystemExit(str(e)) from e
-    write_json(REPO / "reports" / "metrics.json", metrics)
+    write_json(root / "reports" / "metrics.json", metrics)
     tr = params.get("tracking", {})
     train_run = state.get("mlflow_run_id")
-    files = [*artifacts, REPO / "reports" / "metrics.json"]
-    track = {"project_root": REPO, "uri": tr.get("uri"),
+    files = [*artifacts, root / "reports" / "metrics.json"]
+    track = {"project_root": root, "uri": tr.get("uri"),
              "experiment": tr.get("experiment", "texturepose"),
              "enabled": bool(tr.get("enabled", True))}
     into = (train_run if train_run and track["enabled"]
-            and run_exists(train_run, tr.get("uri"), REPO) else None)
+            and run_exists(train_run, tr.get("uri"), root) else None)
     if train_run and not into and track["enabled"]:
         log.info("training run %s is not in this MLflow store: evaluation gets its own run, "
                  "tagged with it", train_run)

@@ -153,3 +153,32 @@ def test_keypoint_json_openpose_and_coco(tmp_path):
     bad.write_text("{")
     with pytest.raises(InputError, match="bad.json: not a readable JSON"):
         people_from_keypoint_json(bad, (200, 200))
+
+
+def test_batches_across_frames_and_images_give_the_one_at_a_time_results(photo, checkpoint,
+                                                                           tmp_path):
+    """--batch-size runs the crops of several frames/images together: the same meshes and
+    keypoints as one at a time, every frame still written in its order."""
+    h, w = photo.shape[:2]
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
+    for i in range(5):
+        writer.write(cv2.cvtColor(np.roll(photo, 4 * i, axis=1), cv2.COLOR_RGB2BGR))
+    writer.release()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        _write(folder / f"im{i}.png", np.roll(photo, -5 * i, axis=0))
+    outs = {}
+    for bs in (1, 2):
+        out = tmp_path / f"out{bs}"
+        summary = predict_paths([path, folder], out, checkpoint, progress=False, batch_size=bs)
+        assert summary.frames == 8 and not summary.skipped
+        outs[bs] = out
+    for name in ["clip_frame000000_person0.json", "clip_frame000003_person0.json",
+                 "clip_frame000004_person0.json", "im0_person0.json", "im2_person0.json"]:
+        one, two = (json.loads((outs[b] / name).read_text()) for b in (1, 2))
+        np.testing.assert_allclose(one["keypoints_2d"], two["keypoints_2d"], atol=0.05)
+        np.testing.assert_allclose(one["keypoints_3d"], two["keypoints_3d"], atol=1e-3)
+    cap = cv2.VideoCapture(str(outs[2] / "clip_overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5

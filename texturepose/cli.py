@@ -20,6 +20,9 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--bbox", help="the person's box x0,y0,x1,y1 in image pixels")
     who.add_argument("--keypoints", help="OpenPose or COCO keypoint JSON: one box per person")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="crops per network batch, across images and video frames "
+                        "(default: %(default)s)")
     p.add_argument("--every", type=int, default=1, help="videos: predict every N-th frame")
     p.add_argument("--max-frames", type=int, default=0,
                    help="videos: predict at most this many frames (0: all)")
@@ -42,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.every < 1 or args.max_frames < 0:
         parser.error("--every must be >= 1 and --max-frames >= 0")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
     if args.threads < 0:
         parser.error("--threads must be >= 0 (0: torch's default)")
     if args.threads:
@@ -51,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = predict_paths(args.inputs, args.out, args.checkpoint,
                                 PeopleSpec(args.bbox, args.keypoints), args.device, args.every,
-                                args.max_frames, args.video_meshes, progress=not args.quiet)
+                                args.max_frames, args.video_meshes, progress=not args.quiet,
+                                batch_size=args.batch_size)
     except InputError as e:
         logging.error("%s", e)
         return 2

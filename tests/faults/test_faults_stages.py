@@ -234,7 +234,7 @@ def _eval_outputs(root: Path) -> dict[Path, bytes]:
 
 def test_evaluate_without_a_checkpoint_says_to_train(eval_project):
     before = _eval_outputs(eval_project)
-    text = _stop_message(evaluate_stage.main)
+    text = _stop_message(lambda: evaluate_stage.main([]))
     assert str(eval_project / "checkpoints" / "final.pt") in text and "dvc repro train" in text
     _unchanged(before)
 
@@ -248,7 +248,7 @@ def test_evaluate_on_another_schema_version_names_the_file(eval_project, anny_bo
     with h5py.File(test_file, "r+") as f:
         f.attrs["schema_version"] = 2
     before = _eval_outputs(eval_project)
-    text = _stop_message(evaluate_stage.main)
+    text = _stop_message(lambda: evaluate_stage.main([]))
     assert str(test_file) in text and "schema_version 2" in text
     assert "rerun the preprocessing stage" in text
     _unchanged(before)
@@ -261,7 +261,7 @@ def test_evaluate_on_a_file_that_is_not_hdf5_names_it(eval_project, anny_body):
     test_file.parent.mkdir(parents=True)
     test_file.write_text("subject,frame\nS1,0\n")  # a CSV saved under the HDF5 name
     before = _eval_outputs(eval_project)
-    text = _stop_message(evaluate_stage.main)
+    text = _stop_message(lambda: evaluate_stage.main([]))
     assert str(test_file) in text and "not a readable HDF5 file" in text
     assert "rerun the stage that writes it" in text
     _unchanged(before)
@@ -419,3 +419,13 @@ def test_report_into_a_read_only_folder_names_it(report_project):
     assert text.startswith("report: ") and str(reports) in text and "writable" in text
     _unchanged(before)
     assert not _temporaries(report_project)
+
+
+def test_evaluate_reads_the_params_and_root_it_is_given(tmp_path, monkeypatch):
+    """`stages/evaluate.py --params FILE --root DIR`: the checkpoint of that file, under DIR."""
+    params = yaml.safe_load((Path(evaluate_stage.REPO) / "params.yaml").read_text())
+    params["evaluate"]["checkpoint"] = "models/other.pt"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(params))
+    text = _stop_message(lambda: evaluate_stage.main(
+        ["--params", str(tmp_path / "recipe.yaml"), "--root", str(tmp_path / "proj")]))
+    assert str(tmp_path / "proj" / "models" / "other.pt") in text

@@ -100,7 +100,9 @@ def build_backbone(name: str, pretrained: str | None = None) -> nn.Module:
     spec = BACKBONES[name]
     net = spec.build()
     if pretrained is None or str(pretrained).lower() == "none":
-        log.info("backbone %s: random initialisation (training from scratch)", name)
+        # debug: a trained model's loader builds the backbone this way before its own weights
+        # replace these (logging "training from scratch" there misled users)
+        log.debug("backbone %s: random initialisation", name)
         return net
     path = packaged_weights(name) if pretrained == "imagenet" else Path(pretrained)
     if not path.is_file():

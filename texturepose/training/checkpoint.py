@@ -90,6 +90,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     reg = Regressor(RegressorConfig(**{**mc, "pretrained": None}), state["num_joints"],
                     state["num_shape"], state["mean_params"])
     reg.load_state_dict(state["regressor"])
+    log.info("model %s: %s backbone, trained %s steps", path, mc.get("backbone"),
+             state.get("step", "?"))
     return reg.use_channels_last().eval(), state
 
 
