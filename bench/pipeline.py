@@ -15,7 +15,8 @@
 Stages run with this interpreter (``sys.executable`` is first on ``PATH``, the clone first on
 ``PYTHONPATH``) and the existing Anny cache (``ANNY_CACHE_DIR``, default ``data/cache/anny``
 here). ``--keep`` keeps the clone (its path is printed); each step's log is in its ``bench-logs/``.
-The full default run takes about 14 minutes on this 2-core machine.
+The full default run takes about 22 minutes on this 2-core machine (12 for the stages, 10 for
+the `loss.texture` rerun of train).
 """
 
 from __future__ import annotations

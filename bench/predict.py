@@ -211,9 +211,19 @@ def main(argv: list[str] | None = None) -> int:
                 steps["export: overlay png"] += t5 - t4
                 steps["export: obj/ply/json"] += t6 - t5
             counted = len(files) - 1
-            t0 = time.perf_counter()
-            predict_paths(files, out / "e2e", args.checkpoint, PeopleSpec(), progress=False)
-            e2e = time.perf_counter() - t0
+            e2e = {}
+            for bs in (1, 16):  # one photo per network call, then the photos batched
+                t0 = time.perf_counter()
+                predict_paths(files, out / f"e2e{bs}", args.checkpoint, PeopleSpec(),
+                              progress=False, batch_size=bs)
+                e2e[bs] = time.perf_counter() - t0
+            # the OBJ writer against trimesh's exporter it replaced, same mesh
+            import trimesh
+
+            v, fc = meshes[0].vertices, predictor.faces
+            t_ours, _ = median_time(lambda: export.obj_bytes(v, fc), 5, warmup=1)
+            t_trimesh, _ = median_time(lambda: trimesh.Trimesh(
+                v.astype(np.float64), fc, process=False).export(file_type="obj"), 5, warmup=1)
     finally:
         photo.crop_image, predictor.regressor = crop_t.fn, net_t.fn
     total = sum(steps.values())
@@ -227,8 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:22s} {t * 1e3 / counted:8.2f} ms  {100 * t / total:5.1f} %")
     print(f"  {'total':22s} {total * 1e3 / counted:8.2f} ms  ({counted / total:.1f} photos/s)")
     print(f"  whole-image fallback box: {whole * 1e3 / len(files):.3f} ms per photo")
-    print(f"  predict_paths end to end on {len(files)} photos (whole-image fallback, model "
-          f"loading included): {e2e:.2f} s, {e2e * 1e3 / len(files):.0f} ms per photo")
+    for bs, t in e2e.items():
+        print(f"  predict_paths end to end on {len(files)} photos, --batch-size {bs:2d} "
+              f"(whole-image fallback, model loading included): {t:.2f} s, "
+              f"{t * 1e3 / len(files):.0f} ms per photo")
+    print(f"  batched / one at a time: {e2e[1] / e2e[16]:.2f}x faster")
+    print(f"  OBJ of one mesh: export.obj_bytes {t_ours * 1e3:.1f} ms, trimesh's exporter "
+          f"{t_trimesh * 1e3:.1f} ms ({t_trimesh / t_ours:.1f}x)")
     print(f"{load()} at the end")
     return 0
 
