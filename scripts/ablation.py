@@ -6,6 +6,9 @@ consistency; + multi-view and shape consistency, each trained and evaluated once
     python scripts/ablation.py --configs keypoints_2d +multiview --seeds 3
     python scripts/ablation.py --summarise                    # table of every finished run
 
+Runs with -S overrides are a variant: their own folders (``texture__loss.texture=3.0-seed0``)
+and their own rows in the table (``+texture (loss.texture=3.0)``), beside the plain runs.
+
 Every run trains with `stages/train.py` on the pipeline's data (params.yaml plus the
 configuration's loss weights, the seed and the -S overrides) in its own folder under
 reports/ablation/runs/, is one MLflow run (experiment `texturepose-ablation`), and is evaluated
@@ -25,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,11 +85,28 @@ def link_data(run_dir: Path) -> None:
             link.symlink_to(REPO / "data" / name, target_is_directory=True)
 
 
-def run_one(config: str, seed: int, params: dict) -> dict:
+def variant(overrides: list[str]) -> str:
+    """A folder-safe name of the -S overrides ('' for none): runs with other overrides keep
+    their own folders, so a variant never overwrites the plain ablation's runs."""
+    return "__".join(re.sub(r"[^A-Za-z0-9_.=-]", "_", o) for o in overrides)
+
+
+def run_dir_of(config: str, seed: int, overrides: list[str]) -> Path:
+    tag = variant(overrides)
+    return OUT / "runs" / (f"{config.strip('+')}{'__' + tag if tag else ''}-seed{seed}")
+
+
+def label(config: str, overrides: list[str]) -> str:
+    """The configuration's row name: ``+texture`` or ``+texture (loss.texture=3)``."""
+    return f"{config} ({', '.join(overrides)})" if overrides else config
+
+
+def run_one(config: str, seed: int, params: dict, overrides: list[str] | None = None) -> dict:
     """Train and evaluate one (configuration, seed), or return its stored result."""
     from texturepose.evaluation.run import evaluate_checkpoint
 
-    run_dir = OUT / "runs" / f"{config.strip('+')}-seed{seed}"
+    overrides = list(overrides or [])
+    run_dir = run_dir_of(config, seed, overrides)
     result_path = run_dir / "result.json"
     key = fingerprint(params)
     if result_path.exists():
@@ -105,12 +126,14 @@ def run_one(config: str, seed: int, params: dict) -> dict:
         log.info("%s seed %d: training in %s", config, seed, run_dir)
         subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "--params",
                         str(params_path), "--root", str(run_dir), "--run-name",
-                        f"ablation {config} seed {seed}"], cwd=REPO, check=True)
+                        f"ablation {label(config, overrides)} seed {seed}"], cwd=REPO,
+                       check=True)
         write_json(trained, {"fingerprint": key})
     ev = params["evaluate"]
     metrics, _, state = evaluate_checkpoint(run_dir / "checkpoints" / "final.pt", ev["sets"],
                                             REPO, run_dir / "eval", int(ev.get("batch_size", 32)))
-    result = {"config": config, "seed": seed, "fingerprint": key, "metrics": metrics,
+    result = {"config": config, "overrides": overrides, "seed": seed, "fingerprint": key,
+              "metrics": metrics,
               "steps": params["train"]["steps"], "mlflow_run_id": state.get("mlflow_run_id")}
     write_json(result_path, result)
     return result
@@ -121,13 +144,17 @@ def summarise(results: list[dict], seeds: list[int], overrides: list[str]) -> di
     with the mean-pose baseline of the same samples."""
     table = []
     sets = sorted({s for r in results for s in r["metrics"]})
+    # one row per configuration and set of overrides (a variant is its own row)
+    variants = sorted({tuple(r.get("overrides") or ()) for r in results})
     for eval_set in sets:
-        for config in CONFIGS:
+        for config, extra in ((c, v) for c in CONFIGS for v in variants):
             rows = [r["metrics"][eval_set] for r in results
-                    if r["config"] == config and eval_set in r["metrics"]]
+                    if r["config"] == config and tuple(r.get("overrides") or ()) == extra
+                    and eval_set in r["metrics"]]
             if not rows:
                 continue
-            row = {"eval_set": eval_set, "configuration": config, "seeds": len(rows),
+            row = {"eval_set": eval_set, "configuration": label(config, list(extra)),
+                   "seeds": len(rows),
                    "n": rows[0].get("n")}
             for m in METRICS:
                 vals = np.array([x[m] for x in rows if x.get(m) is not None], float)
@@ -194,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"no finished runs under {OUT / 'runs'}: run the ablation first")
         seeds = sorted({r["seed"] for r in results})
     else:
-        results = [run_one(c, s, run_params(base, c, s, args.set))
+        results = [run_one(c, s, run_params(base, c, s, args.set), args.set)
                    for s in args.seeds for c in args.configs]
         seeds = sorted(set(args.seeds))
     summary = summarise(results, seeds, args.set)

@@ -68,3 +68,19 @@ def test_summary_gives_mean_and_sample_std_per_configuration_and_the_mean_pose(a
     assert rows["mean pose (reference)"]["pa_mpjpe_mean"] == 139.0
     text = ablation.markdown(summary)
     assert "| synthetic | +multiview | 3 | 1024 | 120.0 ± 10.0 |" in text
+
+
+def test_a_variant_with_overrides_keeps_its_own_folder_and_row(ablation):
+    """-S overrides never overwrite the plain runs: other folder, other row in the summary."""
+    plain = ablation.run_dir_of("+texture", 0, [])
+    variant = ablation.run_dir_of("+texture", 0, ["loss.texture=3.0", "train.steps=2600"])
+    assert plain.name == "texture-seed0"
+    assert variant.name == "texture__loss.texture=3.0__train.steps=2600-seed0"
+    results = [{"config": "+texture", "seed": s, "metrics": _metrics(150.0 + s), "steps": 5}
+               for s in range(2)]
+    results += [{"config": "+texture", "overrides": ["loss.texture=3.0"], "seed": s,
+                 "metrics": _metrics(100.0 + s), "steps": 5} for s in range(2)]
+    rows = {r["configuration"]: r for r in ablation.summarise(results, [0, 1], [])["rows"]}
+    assert rows["+texture"]["pa_mpjpe_mean"] == pytest.approx(150.5)
+    assert rows["+texture (loss.texture=3.0)"]["pa_mpjpe_mean"] == pytest.approx(100.5)
+    assert rows["+texture (loss.texture=3.0)"]["seeds"] == 2
