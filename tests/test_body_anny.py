@@ -1,6 +1,7 @@
 """Anny wrapper: conventions and agreement with Anny's own forward."""
 
 import numpy as np
+import pytest
 import torch
 
 from texturepose.keypoints import INDEX
@@ -123,3 +124,23 @@ def test_fast_keypoint_path_falls_back_to_the_full_model_when_its_check_fails(
         torch.testing.assert_close(got, anny_body(rot, shape).keypoints)
     finally:
         anny_body.fast_keypoints, anny_body._keypoint_path = saved
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message only exists without CUDA")
+def test_building_anny_on_a_cpu_machine_prints_no_cuda_driver_warning(tmp_path):
+    """Warp's native "could not load the CUDA driver" line is silenced on CPU machines, and
+    stderr works again afterwards (Python's and the file descriptor's)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from texturepose.body import body_from_section\n"
+            "body_from_section({'model': 'anny'}, None)\n"
+            "print('after-python', file=sys.stderr, flush=True)\n"
+            "os.write(2, b'after-fd\\n')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Warp CUDA warning" not in out.stderr and "Warp CUDA warning" not in out.stdout
+    assert "after-python" in out.stderr and "after-fd" in out.stderr

@@ -13,8 +13,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -90,6 +93,30 @@ def default_cache_dir() -> Path:
     return base / "texturepose" / "anny"
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null (native libraries write there directly, past sys.stderr)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _init_warp_quietly(warp) -> None:
+    """Start Warp's runtime now. Without a CUDA driver its native code prints "Warp CUDA warning:
+    Could not find or load the NVIDIA CUDA driver" on every command: on a CPU machine that is
+    expected, not a warning to act on, so there it is silenced (with CUDA, nothing is)."""
+    if torch.cuda.is_available():
+        return
+    with _native_stderr_silenced():
+        warp.init()
+
+
 def load_native_anny(cache_dir: str | os.PathLike | None = None):
     """Anny's own model in float32 (its first construction builds a cache, ~40-85 s)."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -101,6 +128,7 @@ def load_native_anny(cache_dir: str | os.PathLike | None = None):
         # and module-load lines are info messages on stdout of every command; warnings still show.
         if warp.config.log_level < logging.WARNING:
             warp.config.log_level = logging.WARNING
+        _init_warp_quietly(warp)
     except ImportError:  # pragma: no cover - anny brings warp
         pass
     try:
