@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
+    import trimesh
 
     from texturepose.inference import export, photo
     from texturepose.inference.batch import (
@@ -218,8 +219,6 @@ def main(argv: list[str] | None = None) -> int:
                               progress=False, batch_size=bs)
                 e2e[bs] = time.perf_counter() - t0
             # the OBJ writer against trimesh's exporter it replaced, same mesh
-            import trimesh
-
             v, fc = meshes[0].vertices, predictor.faces
             t_ours, _ = median_time(lambda: export.obj_bytes(v, fc), 5, warmup=1)
             t_trimesh, _ = median_time(lambda: trimesh.Trimesh(

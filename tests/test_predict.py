@@ -62,6 +62,16 @@ def _write(path, rgb):
     return path
 
 
+def _write_clip(path, photo, frames, fps, shift):
+    """An MP4 of ``frames`` frames: the photo rolled ``shift`` more pixels each frame."""
+    h, w = photo.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for i in range(frames):
+        writer.write(cv2.cvtColor(np.roll(photo, shift * i, axis=1), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def test_image_gives_mesh_json_and_overlay_that_agree(photo, checkpoint, anny_body, tmp_path):
     img = _write(tmp_path / "me.png", photo)
     h, w = photo.shape[:2]
@@ -86,12 +96,7 @@ def test_image_gives_mesh_json_and_overlay_that_agree(photo, checkpoint, anny_bo
 
 
 def test_video_gives_an_overlay_video_with_the_same_frames(photo, checkpoint, tmp_path):
-    h, w = photo.shape[:2]
-    path = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (w, h))
-    for i in range(5):
-        writer.write(cv2.cvtColor(np.roll(photo, 3 * i, axis=1), cv2.COLOR_RGB2BGR))
-    writer.release()
+    path = _write_clip(tmp_path / "clip.mp4", photo, frames=5, fps=12.0, shift=3)
     summary = predict_paths([path], tmp_path / "out", checkpoint, every=2, progress=False)
     assert summary.frames == 3 and summary.people == 3  # frames 0, 2, 4
     cap = cv2.VideoCapture(str(tmp_path / "out" / "clip_overlay.mp4"))
@@ -159,12 +164,7 @@ def test_batches_across_frames_and_images_give_the_one_at_a_time_results(photo, 
                                                                            tmp_path):
     """--batch-size runs the crops of several frames/images together: the same meshes and
     keypoints as one at a time, every frame still written in its order."""
-    h, w = photo.shape[:2]
-    path = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
-    for i in range(5):
-        writer.write(cv2.cvtColor(np.roll(photo, 4 * i, axis=1), cv2.COLOR_RGB2BGR))
-    writer.release()
+    path = _write_clip(tmp_path / "clip.mp4", photo, frames=5, fps=10.0, shift=4)
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
