@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from texturepose.body import build_body_model  # noqa: E402
-from texturepose.data.hdf5 import encode_jpeg, encode_png  # noqa: E402
+from texturepose.data.codecs import encode_jpeg, encode_png  # noqa: E402
 from texturepose.synthetic.backgrounds import make_background  # noqa: E402
 from texturepose.synthetic.render import CropRenderer  # noqa: E402
 from texturepose.synthetic.rig import RigConfig, make_rig  # noqa: E402

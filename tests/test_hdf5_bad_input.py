@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from texturepose.data.hdf5 import Hdf5Dataset, SchemaError, validate
+from texturepose.data.hdf5 import Hdf5Dataset
+from texturepose.data.schema import SchemaError, validate
 from texturepose.datasets.common import RawSample, ReaderError, SplitInfo, write_split
 from texturepose.datasets.lsp import convert_lsp
 from texturepose.keypoints import INDEX

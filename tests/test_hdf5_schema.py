@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from texturepose.data.hdf5 import Hdf5Dataset, Hdf5Writer, SchemaError
+from texturepose.data.hdf5 import Hdf5Dataset, Hdf5Writer
+from texturepose.data.schema import SchemaError
 from texturepose.keypoints import NUM_KEYPOINTS
 
 

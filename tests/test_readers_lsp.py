@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from texturepose.data.hdf5 import Hdf5Dataset, SchemaError
+from texturepose.data.hdf5 import Hdf5Dataset
+from texturepose.data.schema import SchemaError
 from texturepose.datasets.lsp import SPLITS, convert_lsp, read_lsp
 from texturepose.datasets.lspet import convert_lspet
 from texturepose.geometry.crops import from_crop, to_crop

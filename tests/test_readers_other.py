@@ -14,7 +14,8 @@ import pytest
 import scipy.io
 from scipy.spatial.transform import Rotation
 
-from texturepose.data.hdf5 import Hdf5Dataset, SchemaError
+from texturepose.data.hdf5 import Hdf5Dataset
+from texturepose.data.schema import SchemaError
 from texturepose.datasets.common import ReaderError
 from texturepose.datasets.mosh import read_amass_npz
 from texturepose.datasets.mpi_inf_3dhp import convert_mpi_inf_3dhp

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from texturepose.data.hdf5 import Hdf5Dataset, decode_png
+from texturepose.data.codecs import decode_png
+from texturepose.data.hdf5 import Hdf5Dataset
 from texturepose.geometry.crops import to_crop
 from texturepose.keypoints import INDEX
 from texturepose.render.rasterize import rasterize

@@ -11,13 +11,14 @@ contracts in ``pyproject.toml``)::
     models | synthetic       networks | the embedded synthetic dataset
     mocap                    BVH, skeleton maps, body-model fitting, poses file
     datasets                 raw-dataset readers and fetching
-    data                     HDF5 schema, training dataset, sampling, pairs
+    data                     HDF5 schema, writer/reader, codecs, training dataset, sampling, pairs
     body | render            body models behind BodyModel | rasteriser, textures, overlays
     geometry                 rotations, cameras, projections, crops
     keypoints                the keypoint superset, native orders, left/right mirror
 
 Leaves beside them: ``files`` (atomic writes), ``rng`` (seeding, RNG state), ``tracking``
-(the only MLflow user), ``params_schema`` (validated ``params.yaml``). The DVC stage scripts
+(the only MLflow user), ``params_schema`` (validated ``params.yaml``), ``provenance`` (the
+code version written into files). The DVC stage scripts
 in ``stages/`` sit on top.
 """
 

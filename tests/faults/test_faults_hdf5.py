@@ -7,7 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from texturepose.data.hdf5 import Hdf5Dataset, Hdf5Writer, SchemaError
+from texturepose.data.hdf5 import Hdf5Dataset, Hdf5Writer
+from texturepose.data.schema import SchemaError
 from texturepose.keypoints import NUM_KEYPOINTS
 
 

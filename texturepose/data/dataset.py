@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from texturepose.geometry.crops import to_crop
-from texturepose.data.hdf5 import Hdf5Dataset, SchemaError
+from texturepose.data.hdf5 import Hdf5Dataset
+from texturepose.data.schema import SchemaError
 from texturepose.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)

@@ -1,23 +1,4 @@
-"""The HDF5 schema shared by every dataset: one file per dataset split.
-
-Layout (N samples, K superset keypoints, J body joints of the named body model, S shape dims)::
-
-    attrs: schema_version, dataset, split, source, licence, code_version, crop_res, created
-    image_jpeg        (N,)      vlen uint8   JPEG bytes of the RGB crop (crop_res x crop_res)
-    crop_center       (N, 2)    float32      crop centre, original-image pixels
-    crop_size         (N,)      float32      crop box side, original-image pixels
-    keypoints_2d      (N, K, 3) float32      x, y (original-image pixels), confidence (0 = unknown)
-    visible           (N, K)    uint8        1 = visible in the image, 0 = occluded or unknown
-    image_name        (N,)      str          source image (provenance)
-    subject, sequence, camera   (N,) str     identity fields used by the pairs stage
-    frame, person     (N,)      int64
-  optional (each with a has_* flag (N,) bool where only some samples have it):
-    keypoints_3d      (N, K, 4) float32      camera-frame metres + confidence      has_3d
-    body_pose         (N, J, 3, 3) float32   rotation matrices; attrs body_model    has_body
-    body_shape        (N, S)    float32
-    cam_K             (N, 3, 3) float32      intrinsics, original-image pixels      has_camera
-    cam_Rt            (N, 3, 4) float32      world -> camera extrinsics
-    mask_png          (N,)      vlen uint8   PNG bytes of the body mask of the crop
+"""Writer and reader of the HDF5 schema files (the fields: :mod:`texturepose.data.schema`).
 
 Writers write to a temporary name and rename on success: a file either is complete or absent.
 """
@@ -27,95 +8,28 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 
-from texturepose.keypoints import NUM_KEYPOINTS
+from texturepose.data.codecs import decode_jpeg, decode_png, encode_jpeg
+from texturepose.data.schema import (
+    INT_FIELDS,
+    OPTIONAL_FLAGS,
+    REQUIRED,
+    SCHEMA_VERSION,
+    STRING_FIELDS,
+    SchemaError,
+    validate,
+)
 from texturepose.files import commit_temp, new_temp_path
+from texturepose.keypoints import NUM_KEYPOINTS
+from texturepose.provenance import code_version
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-REQUIRED = (
-    "image_jpeg",
-    "crop_center",
-    "crop_size",
-    "keypoints_2d",
-    "visible",
-    "image_name",
-    "subject",
-    "sequence",
-    "camera",
-    "frame",
-    "person",
-)
-STRING_FIELDS = ("image_name", "subject", "sequence", "camera")
-INT_FIELDS = ("frame", "person")
-OPTIONAL_FLAGS = {
-    "keypoints_3d": "has_3d",
-    "body_pose": "has_body",
-    "body_shape": "has_body",
-    "cam_K": "has_camera",
-    "cam_Rt": "has_camera",
-}
-
-
-class SchemaError(ValueError):
-    """An HDF5 file that does not follow the schema; the message says what to do."""
-
-
-def code_version() -> str:
-    """Git commit of the code that writes a file (or the package version outside git)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return "texturepose " + version("texturepose")
-    except PackageNotFoundError:
-        return "unknown (no git commit, package not installed)"
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> np.ndarray:
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.reshape(-1)
-
-
-def decode_jpeg(buf: np.ndarray) -> np.ndarray:
-    img = cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("corrupt JPEG bytes")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def encode_png(mask: np.ndarray) -> np.ndarray:
-    ok, buf = cv2.imencode(".png", mask.astype(np.uint8))
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buf.reshape(-1)
-
-
-def decode_png(buf: np.ndarray) -> np.ndarray:
-    return cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
 
 
 class Hdf5Writer:
@@ -392,42 +306,3 @@ class Hdf5Dataset(Sequence):
     def iter_range(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
         for i in range(start, self._len if stop is None else min(stop, self._len)):
             yield self[i]
-
-
-def validate(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
-    """Check a file against the schema; return its attributes and sample count."""
-    path = Path(path)
-    if not path.exists():
-        raise SchemaError(f"{path}: no such HDF5 file; run the stage that writes it (dvc repro)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise SchemaError(
-            f"{path}: not a readable HDF5 file ({e}); it may be truncated: delete it and rerun "
-            "the stage that writes it"
-        ) from e
-    with f:
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        version = attrs.get("schema_version")
-        if version is None:
-            raise SchemaError(f"{path}: no 'schema_version' attribute: not a texturepose file")
-        if int(version) != SCHEMA_VERSION:
-            raise SchemaError(
-                f"{path}: schema_version {version} is not understood by this code (expects "
-                f"{SCHEMA_VERSION}); rerun the preprocessing stage with this version"
-            )
-        missing = [k for k in REQUIRED if k not in f]
-        if missing:
-            raise SchemaError(
-                f"{path}: missing fields {missing} required by schema {SCHEMA_VERSION}"
-            )
-        n = len(f["keypoints_2d"])
-        shape = f["keypoints_2d"].shape
-        if shape[1:] != (NUM_KEYPOINTS, 3):
-            raise SchemaError(
-                f"{path}: keypoints_2d has shape {shape}, expected (N, {NUM_KEYPOINTS}, 3)"
-            )
-        bad = [k for k in REQUIRED if len(f[k]) != n]
-        if bad:
-            raise SchemaError(f"{path}: fields {bad} do not have {n} samples like keypoints_2d")
-    return attrs, n

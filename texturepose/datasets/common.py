@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from texturepose.data.hdf5 import Hdf5Writer, SchemaError
+from texturepose.data.hdf5 import Hdf5Writer
+from texturepose.data.schema import SchemaError
 from texturepose.geometry.crops import box_from_keypoints, crop_image
 from texturepose.keypoints import NUM_KEYPOINTS
 

@@ -31,8 +31,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from texturepose.data.hdf5 import code_version
 from texturepose.files import atomic_path
+from texturepose.provenance import code_version
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ import torch
 from tqdm import tqdm
 
 from texturepose.body.base import BodyModel
-from texturepose.data.hdf5 import Hdf5Writer, encode_jpeg, encode_png
+from texturepose.data.codecs import encode_jpeg, encode_png
+from texturepose.data.hdf5 import Hdf5Writer
 from texturepose.synthetic.backgrounds import make_background
 from texturepose.synthetic.render import CropRenderer
 from texturepose.synthetic.rig import RigConfig, make_rig
