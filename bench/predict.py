@@ -9,6 +9,9 @@ Prints, for the trained regressor of ``--checkpoint``:
   images/s, on crops of the photos (median over rounds, after a warm-up);
 * one person end to end at batch 1 (crop + network + mesh: ``PhotoPredictor.predict``), against
   the aim of at most 60 ms per person;
+* the same with ``--refine-steps`` (default 100) test-time fitting of the mesh to the keypoint
+  head's output, at batch 1 and for ``max(--batches)`` people in one call, as a ratio to the
+  plain call measured beside it;
 * the share of each step of `texturepose predict` per photo: image read, person box (``--bbox``
   from the photo's LSP annotation, as a detector would give; the whole-image fallback is timed
   too), crop, network, mesh, export (overlay picture, then .obj/.ply/.json), summed over the
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--rounds", type=int, default=10, help="timed calls per measurement")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the 2 cores)")
+    ap.add_argument("--refine-steps", type=int, default=100,
+                    help="steps of the refined timings (0: skip them)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -170,6 +175,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{t_person * 1e3:.1f} ms wall (CPU {c_person * 1e3:.1f} ms; network alone "
           f"{per_crop_b1 or float('nan'):.1f} ms wall); aim <= {AIM_MS:.0f} ms per person: "
           f"{ok} it (wall)")
+
+    # 2b. The same with test-time refinement (--refine-steps), beside the plain call.
+    if args.refine_steps and getattr(predictor.regressor, "keypoint_head", None) is not None:
+        refined = PhotoPredictor(args.checkpoint, refine_steps=args.refine_steps)
+        many = max(args.batches)
+        crowd = [person[0]] * many
+        print(f"\nwith --refine-steps {args.refine_steps} (median of {max(3, args.rounds // 3)}):")
+        for label, who in (("1 person", person), (f"{many} people", crowd)):
+            rounds = max(3, args.rounds // 3)
+            t_plain, _ = median_time(lambda who=who: predictor.predict(image, who), rounds)
+            t_ref, c_ref = median_time(lambda who=who: refined.predict(image, who), rounds)
+            print(f"  {label:>10s} in one call: {t_ref * 1e3 / len(who):7.1f} ms per person "
+                  f"(CPU {c_ref * 1e3 / len(who):.1f} ms), {t_ref / t_plain:5.1f}x the plain "
+                  f"call ({t_plain * 1e3 / len(who):.1f} ms per person)")
 
     # 3. Steps of `texturepose predict` per photo, the same calls predict_paths makes.
     steps = {k: 0.0 for k in ("image read", "person box (--bbox)", "crop", "network", "mesh",

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "params/paper.yaml"])
+@pytest.mark.parametrize("path", ["params.yaml", "params/paper.yaml", "params/real.yaml"])
 def test_the_shipped_params_are_valid(path):
     validate_params(yaml.safe_load((REPO / path).read_text()), path)
 

@@ -13,9 +13,12 @@ import trimesh
 
 from texturepose.cli import main
 from texturepose.data.hdf5 import Hdf5Dataset
+from texturepose.geometry.crops import crop_image, from_crop
 from texturepose.inference.batch import PeopleSpec, predict_paths
 from texturepose.inference.inputs import InputError
-from texturepose.inference.people import people_from_keypoint_json
+from texturepose.inference.people import Person, people_from_keypoint_json
+from texturepose.inference.photo import PhotoPredictor
+from texturepose.losses.keypoints import normalized_to_pixels
 from texturepose.models.mean_params import compute_mean_params
 from texturepose.models.regressor import Regressor, RegressorConfig
 from texturepose.synthetic import PoseClips, SynthConfig, synthesize
@@ -182,3 +185,28 @@ def test_batches_across_frames_and_images_give_the_one_at_a_time_results(photo, 
         np.testing.assert_allclose(one["keypoints_3d"], two["keypoints_3d"], atol=1e-3)
     cap = cv2.VideoCapture(str(outs[2] / "clip_overlay.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+def test_refine_steps_bring_the_mesh_to_the_keypoint_heads_output(photo, checkpoint):
+    """--refine-steps fits each mesh to the network's own 2D keypoints: the mesh's keypoints
+    in image pixels move towards the head's (reference: the head run on the same crop)."""
+    h, w = photo.shape[:2]
+    person = Person(np.array([w / 2, h / 2]), float(max(h, w)), "bbox")
+    plain = PhotoPredictor(checkpoint)
+    refined = PhotoPredictor(checkpoint, refine_steps=40)
+    crop = crop_image(photo, person.center, person.size, plain.res)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        out = plain.regressor(x, keypoints_fn=plain.body.keypoints)
+    head = normalized_to_pixels(out["keypoints_2d"][0].float(), plain.res).numpy()
+    head = from_crop(head.astype(np.float64), person.center, person.size, plain.res)
+    weight = out["keypoint_confidence"][0].numpy() * plain.body.keypoint_mask.numpy()
+
+    def distance(predictor):
+        mesh = predictor.predict(photo, [person])[0]
+        return float((np.linalg.norm(mesh.keypoints_2d - head, axis=-1) * weight).sum()
+                     / weight.sum())
+
+    assert distance(refined) < 0.5 * distance(plain)
+    with pytest.raises(InputError, match="refine-steps"):
+        PhotoPredictor(checkpoint, refine_steps=-1)

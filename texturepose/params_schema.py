@@ -130,6 +130,9 @@ class EvalSetParams(BaseModel):
     name: str
     file: str
     kind: Literal["3d", "2d"]
+    limit: int | None = Field(None, ge=1)  # the first ``limit`` samples only
+    # test-time fit of the mesh to the keypoint head's own 2D output (inference/refine.py)
+    refine_steps: int = Field(0, ge=0)
 
 
 class EvaluateParams(_Section):

@@ -62,6 +62,8 @@ def _nothing_written(root: Path, params_file: Path) -> None:
                  id="evaluate-checkpoint-typo"),
     pytest.param(lambda p: p["tracking"].update(enabled="sometimes"),
                  "tracking.enabled = 'sometimes' must be true or false", id="bad-bool"),
+    pytest.param(lambda p: p["evaluate"]["sets"][0].update(refine_steps=-5),
+                 "evaluate.sets.0.refine_steps = -5", id="negative-refine-steps"),
     pytest.param(lambda p: p["synthetic"].update(jpeg_quality=101),
                  "synthetic.jpeg_quality = 101", id="out-of-range"),
 ])

@@ -72,7 +72,7 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     cols: list[str] = []
     for r in rows.values():
         cols += [c for c in r if c not in cols]
-    counts = [c for c in ("n", "skipped") if c in cols]  # counts after the metrics
+    counts = [c for c in ("n", "skipped", "refine_steps") if c in cols]  # after the metrics
     cols = [c for c in cols if c not in counts] + counts
     e = html.escape
     head = "".join(f"<th>{e(c)}</th>" for c in cols)

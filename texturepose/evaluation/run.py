@@ -119,12 +119,14 @@ def evaluate_set(
     focal_224: float = SPIN_FOCAL_224,
 ) -> tuple[dict[str, float], dict[str, Path]]:
     """Evaluate one set of ``evaluate.sets`` (``cfg``: name, kind, protocol, joints, pck,
-    limit) from its file ``path``; write its tables, plot and overlays into ``out_dir``.
-    Returns the metrics and the written paths."""
+    limit, refine_steps) from its file ``path``; write its tables, plot and overlays into
+    ``out_dir``. Returns the metrics and the written paths."""
     name = cfg["name"]
     ds = Hdf5Dataset(path)
+    refine_steps = int(cfg.get("refine_steps", 0))
     preds = predict_dataset(regressor, body, ds, res, batch_size=batch_size,
-                            limit=cfg.get("limit"), focal_224=focal_224)
+                            limit=cfg.get("limit"), focal_224=focal_224,
+                            refine_steps=refine_steps)
     n = len(preds.cam)
     identity = {k: ds.column(k)[:n] for k in IDENTITY}
     mask = body.keypoint_mask.cpu().numpy()
@@ -161,6 +163,8 @@ def evaluate_set(
                          unit=unit)
     paths["overlays"] = grid
     metrics = {**summary.metrics, **extra}
+    if refine_steps:
+        metrics["refine_steps"] = float(refine_steps)
     log.info("%s: %s; overlays of %s", name, _rounded(metrics), picks)
     return metrics, paths
 

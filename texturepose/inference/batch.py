@@ -94,19 +94,21 @@ def predict_paths(
     meshes_for_video: bool = False,
     progress: bool = True,
     batch_size: int = 16,
+    refine_steps: int = 0,
 ) -> PredictSummary:
     """Predict every person in ``inputs`` (images, folders, videos) and write, under
     ``out_dir``: ``<name>_overlay.png`` (front | side view) and per person
     ``<name>_person<j>.{obj,ply,json}``; for a video ``<name>_overlay.mp4`` with every frame
     (the frames predicted on drawn with their mesh) at the input's rate, and per-frame JSON
     (meshes too with ``meshes_for_video``). The crops of up to ``batch_size`` images (or
-    frames) go through the network together."""
+    frames) go through the network together; ``refine_steps > 0`` fits each mesh to the
+    keypoint head's 2D output (:class:`PhotoPredictor`)."""
     if batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     people = people or PeopleSpec()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = PhotoPredictor(checkpoint, device=device)
+    predictor = PhotoPredictor(checkpoint, device=device, refine_steps=refine_steps)
     if not people.bbox and not people.keypoints:
         log.warning("no --bbox or --keypoints given and no person detector ships with this "
                     "package: each image is taken as one person filling it (crop your photos "

@@ -12,10 +12,11 @@ import torch
 
 from texturepose.body import body_from_section
 from texturepose.body.base import BodyModel, BodyModelError
-from texturepose.geometry.cameras import SPIN_FOCAL_224, perspective_vertices
+from texturepose.geometry.cameras import SPIN_FOCAL_224, crop_focal, perspective_vertices
 from texturepose.geometry.crops import crop_image
 from texturepose.inference.inputs import InputError
 from texturepose.inference.people import Person
+from texturepose.inference.refine import refine_to_keypoints
 
 
 @dataclass
@@ -35,10 +36,14 @@ class PersonMesh:
 class PhotoPredictor:
     """Loads ``checkpoint`` (a ``final.pt``) and its body model once; :meth:`predict` runs it.
 
-    ``root``: the project folder relative body-model paths in the checkpoint are taken from."""
+    ``root``: the project folder relative body-model paths in the checkpoint are taken from;
+    ``refine_steps > 0``: fit each mesh to the keypoint head's own 2D output for that many Adam
+    steps (:mod:`texturepose.inference.refine`; docs/real.md measures it)."""
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "cpu",
-                 root: str | os.PathLike | None = None):
+                 root: str | os.PathLike | None = None, refine_steps: int = 0):
+        if refine_steps < 0:
+            raise InputError(f"--refine-steps must be >= 0, got {refine_steps}")
         from texturepose.training.checkpoint import (
             ModelBodyMismatchError,
             check_model_body,
@@ -67,6 +72,10 @@ class PhotoPredictor:
         self.res = int(state["model_config"].get("res", 224))
         self.focal_224 = float(state.get("focal_224", SPIN_FOCAL_224))
         self.regressor.to(self.device).eval()
+        self.refine_steps = refine_steps
+        if refine_steps and self.regressor.keypoint_head is None:
+            raise InputError(f"{path}: --refine-steps needs a model with a keypoint head "
+                             "(model.head: keypoints); this one has none")
 
     @property
     def faces(self) -> np.ndarray:
@@ -102,6 +111,11 @@ class PhotoPredictor:
         x = x.contiguous(memory_format=torch.channels_last)
         pred = self.regressor(x, keypoints_fn=self.body.keypoints)
         rot, shape, cam = pred["rotmats"].float(), pred["shape"].float(), pred["cam"].float()
+        if self.refine_steps:
+            rot, shape, cam = refine_to_keypoints(
+                self.body, rot, shape, cam, pred["keypoints_2d"].float(),
+                pred["keypoint_confidence"].float(), crop_focal(None, self.res, self.focal_224),
+                self.res, steps=self.refine_steps)
         out = self.body(rot, shape)
         verts, k_crop, focal = perspective_vertices(out.vertices, cam, self.res,
                                                     None, self.focal_224)

@@ -1,12 +1,13 @@
 """Optional test-time refinement: fit the regressed body to the keypoint head's own 2D output.
 
 The keypoint head localises joints better than the IEF's mesh reproduces them (it is trained
-directly on the 2D keypoints; the mesh has to go through the body model). A few Adam steps on
-pose, shape and camera, from the regressor's estimate, minimise the confidence-weighted distance
-between the mesh's projected keypoints and the head's, plus a penalty on moving away from the
-regressor's estimate (its 3D knowledge stays; only what the image shows is corrected). No ground
-truth is used: only the network's own outputs. ``model``-independent; off by default
-(``evaluate.refine_steps: 0``), reported separately when on.
+directly on the 2D keypoints; the mesh has to go through the body model). A few Adam steps on pose,
+shape and camera, from the regressor's estimate, minimise the confidence-weighted distance between
+the mesh's projected keypoints and the head's, plus a penalty on moving away from the regressor's
+estimate (meant to keep its 3D knowledge and correct only what the image shows; on the synthetic
+default PA-MPJPE still got worse: docs/learning.md). No ground truth is used: only the network's
+own outputs. ``model``-independent; off by default: an evaluation set's ``refine_steps`` (reported
+as its own set, docs/evaluation.md) and ``texturepose predict --refine-steps`` switch it on.
 """
 
 from __future__ import annotations
