@@ -181,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         refined = PhotoPredictor(args.checkpoint, refine_steps=args.refine_steps)
         many = max(args.batches)
         crowd = [person[0]] * many
-        print(f"\nwith --refine-steps {args.refine_steps} (median of {max(3, args.rounds // 3)}):")
+        rounds = max(3, args.rounds // 3)
+        print(f"\nwith --refine-steps {args.refine_steps} (median of {rounds}):")
         for label, who in (("1 person", person), (f"{many} people", crowd)):
-            rounds = max(3, args.rounds // 3)
             t_plain, _ = median_time(lambda who=who: predictor.predict(image, who), rounds)
             t_ref, c_ref = median_time(lambda who=who: refined.predict(image, who), rounds)
             print(f"  {label:>10s} in one call: {t_ref * 1e3 / len(who):7.1f} ms per person "

@@ -95,3 +95,22 @@ def test_an_evaluation_set_with_refine_steps_is_scored_after_the_fit(tmp_path, a
     assert "refine_steps" not in metrics["plain"] and metrics["refined"]["refine_steps"] == 5
     assert metrics["refined"]["n"] == metrics["plain"]["n"] == 4
     assert metrics["refined"]["err_norm"] != metrics["plain"]["err_norm"]
+
+
+def test_refine_steps_on_a_model_without_a_keypoint_head_is_refused(tmp_path, anny_body,
+                                                                    monkeypatch,
+                                                                    one_torch_thread):
+    """Nothing to fit to: the set is refused by name instead of scored as if refined."""
+    from faults.test_faults_evaluate import MODEL, _eval_set
+    from test_predict import _checkpoint
+
+    import texturepose.body
+    from texturepose.evaluation.run import EvaluationError, evaluate_checkpoint
+
+    monkeypatch.setattr(texturepose.body, "body_from_section", lambda *a, **k: anny_body)
+    _eval_set(tmp_path / "held.h5")
+    pooled = {**MODEL, "head": "pooled", "feedback": False}
+    _checkpoint(tmp_path / "final.pt", anny_body, model=pooled)
+    sets = [{"name": "refined", "file": "held.h5", "kind": "2d", "refine_steps": 5}]
+    with pytest.raises(EvaluationError, match="evaluate.sets refined: refine_steps needs"):
+        evaluate_checkpoint(tmp_path / "final.pt", sets, tmp_path, tmp_path / "eval")

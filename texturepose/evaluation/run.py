@@ -124,9 +124,12 @@ def evaluate_set(
     name = cfg["name"]
     ds = Hdf5Dataset(path)
     refine_steps = int(cfg.get("refine_steps", 0))
-    preds = predict_dataset(regressor, body, ds, res, batch_size=batch_size,
-                            limit=cfg.get("limit"), focal_224=focal_224,
-                            refine_steps=refine_steps)
+    try:
+        preds = predict_dataset(regressor, body, ds, res, batch_size=batch_size,
+                                limit=cfg.get("limit"), focal_224=focal_224,
+                                refine_steps=refine_steps)
+    except ValueError as e:
+        raise EvaluationError(f"evaluate.sets {name}: {e}") from None
     n = len(preds.cam)
     identity = {k: ds.column(k)[:n] for k in IDENTITY}
     mask = body.keypoint_mask.cpu().numpy()

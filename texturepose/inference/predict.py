@@ -61,6 +61,9 @@ def predict_dataset(
     projected with each crop's perspective camera: its calibrated focal length where the file
     has one, else ``focal_224`` at 224 px (SPIN), as in training. ``refine_steps > 0`` fits
     the mesh to the keypoint head's output (:mod:`texturepose.inference.refine`)."""
+    if refine_steps > 0 and getattr(regressor, "keypoint_head", None) is None:
+        raise ValueError("refine_steps needs a model with a keypoint head (model.head: "
+                         "keypoints): it fits the mesh to that head's output")
     n = len(dataset) if limit is None else min(limit, len(dataset))
     crop_res = int(dataset.attrs["crop_res"])
     regressor = regressor.to(device).eval()
@@ -71,7 +74,7 @@ def predict_dataset(
         pred = regressor(images, keypoints_fn=body.keypoints)
         focal = crop_focal(torch.tensor([crop_focal_length(s, res) for s in samples]), res,
                            focal_224).to(images)
-        if refine_steps > 0 and "keypoints_2d" in pred:
+        if refine_steps > 0:
             pred["rotmats"], pred["shape"], pred["cam"] = refine_to_keypoints(
                 body, pred["rotmats"], pred["shape"], pred["cam"], pred["keypoints_2d"],
                 pred["keypoint_confidence"], focal, res, steps=refine_steps)
