@@ -109,3 +109,23 @@ def test_views_agree_far_better_with_the_crops_own_camera(anny_body, instant):
     # Measured: exact 0.073, own focal 0.077, SPIN's fixed focal 0.100 (colours in [0, 1]).
     assert exact <= own < fixed, (exact, own, fixed)
     assert own - exact < 0.3 * (fixed - exact), (exact, own, fixed)
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_evaluation_projects_with_the_camera_the_model_was_trained_with(anny_body, instant,
+                                                                         calibrated):
+    """A model trained with ``loss.camera: spin`` is scored with SPIN's focal for every crop,
+    the default one with each crop's own."""
+    from texturepose.inference.predict import predict_dataset
+    from texturepose.models.mean_params import compute_mean_params
+    from texturepose.models.regressor import Regressor, RegressorConfig
+
+    torch.manual_seed(0)
+    mp = compute_mean_params(anny_body.rest_rotmats(2).numpy(), anny_body.mean_shape.numpy())
+    reg = Regressor(RegressorConfig(backbone="resnet18", pretrained=None, hidden=32, dropout=0.0),
+                    anny_body.num_joints, anny_body.num_shape, mp)
+    preds = predict_dataset(reg, anny_body, instant, 64, calibrated=calibrated)
+    own = np.array([crop_focal_length(instant[i], 64) for i in range(len(instant))])
+    expected = own if calibrated else np.full(len(instant), SPIN_FOCAL_224 * 64 / 224)
+    assert (own > 100).all() and (own < 1000).all()  # rendered near 300 px at 128 px
+    np.testing.assert_allclose(np.asarray(preds.focal).ravel(), expected, rtol=1e-5)

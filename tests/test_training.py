@@ -183,6 +183,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(anny_body, tiny, 
         ({"data.pair_kinds": ["sideways"]}, r"data\.pair_kinds"),
         ({"data.augment": {"rotation": 400}}, r"data\.augment\.rotation = 400"),
         ({"loss.texture_kind": "l3"}, r"loss\.texture_kind = 'l3'"),
+        ({"loss.texture_target": "both"}, r"loss\.texture_target = 'both' must be one of"),
+        ({"loss.camera": "pinhole"}, r"loss\.camera = 'pinhole' must be one of"),
     ],
 )
 def test_bad_params_give_clear_errors(override, message):
@@ -402,3 +404,42 @@ def test_an_unwritable_atlas_cache_does_not_stop_training(anny_body, tmp_path, c
     assert atlas.num_faces == int(anny_body.faces.shape[0])
     assert "could not write the UV atlas cache" in caplog.text
     assert not list(tmp_path.glob("**/*.tmp*"))
+
+
+def _texture_only(anny_body, tiny, **loss):
+    weights = {k: 0.0 for k in LossConfig.WEIGHTS}
+    params = tiny_params(**{"data.augment": {"enabled": False}})
+    params["loss"] = {**params["loss"], **weights, "texture": 1.0, **loss}
+    cfg, trainer, data = _setup(params, anny_body, tiny)
+    batch = torch.utils.data.default_collate([data.dataset[r] for r in data.sampler.batch(0)])
+    return cfg, trainer, batch
+
+
+@pytest.mark.parametrize("target", ["symmetric", "one_sided"])
+def test_one_sided_texture_moves_only_the_first_view(anny_body, tiny, target):
+    from texturepose.training.loop import compute_losses, split_batch
+
+    cfg, trainer, batch = _texture_only(anny_body, tiny, texture_target=target)
+    out = trainer.regressor(batch["image"], keypoints_fn=anny_body.keypoints)
+    _, terms, _ = compute_losses(cfg.loss, anny_body, out, batch, 64, None, trainer.atlas)
+    assert float(terms["texture_visible"]) > 0
+    (grad,) = torch.autograd.grad(terms["texture"], out["cam"])
+    b, p = split_batch(batch)
+    first, second = grad[b : b + p].abs().sum(), grad[b + p :].abs().sum()
+    assert first > 0
+    if target == "one_sided":
+        assert second == 0
+    else:
+        assert second > 0
+
+
+@pytest.mark.parametrize(("camera", "expected"), [("calibrated", 120.0), ("spin", 5000 * 64 / 224)])
+def test_loss_camera_chooses_the_focal_length(anny_body, tiny, camera, expected):
+    from texturepose.training.loop import compute_losses
+
+    cfg, trainer, batch = _texture_only(anny_body, tiny, camera=camera)
+    batch["focal"] = torch.full((len(batch["image"]),), 120.0)  # a calibrated camera's, at 64 px
+    with torch.no_grad():
+        out = trainer.regressor(batch["image"], keypoints_fn=anny_body.keypoints)
+        _, _, focal = compute_losses(cfg.loss, anny_body, out, batch, 64, None, trainer.atlas)
+    assert torch.allclose(focal, torch.full_like(focal, expected))

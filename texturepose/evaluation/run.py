@@ -117,17 +117,19 @@ def evaluate_set(
     mean_params: Mapping[str, np.ndarray] | None = None,
     batch_size: int = 32,
     focal_224: float = SPIN_FOCAL_224,
+    calibrated: bool = True,
 ) -> tuple[dict[str, float], dict[str, Path]]:
     """Evaluate one set of ``evaluate.sets`` (``cfg``: name, kind, protocol, joints, pck,
     limit, refine_steps) from its file ``path``; write its tables, plot and overlays into
-    ``out_dir``. Returns the metrics and the written paths."""
+    ``out_dir``. ``focal_224`` and ``calibrated``: the model's training camera (see
+    ``predict_dataset``). Returns the metrics and the written paths."""
     name = cfg["name"]
     ds = Hdf5Dataset(path)
     refine_steps = int(cfg.get("refine_steps", 0))
     try:
         preds = predict_dataset(regressor, body, ds, res, batch_size=batch_size,
                                 limit=cfg.get("limit"), focal_224=focal_224,
-                                refine_steps=refine_steps)
+                                refine_steps=refine_steps, calibrated=calibrated)
     except ValueError as e:
         raise EvaluationError(f"evaluate.sets {name}: {e}") from None
     n = len(preds.cam)
@@ -224,7 +226,8 @@ def evaluate_checkpoint(
         with atomic_dir(final) as tmp:
             m, paths = evaluate_set(cfg, path, regressor, body, res, tmp,
                                     state.get("mean_params"), batch_size,
-                                    float(state.get("focal_224", SPIN_FOCAL_224)))
+                                    float(state.get("focal_224", SPIN_FOCAL_224)),
+                                    state.get("camera", "calibrated") == "calibrated")
         paths = {k: final / Path(p).relative_to(tmp) for k, p in paths.items()}
         metrics[cfg["name"]] = m
         artifacts += [p for p in paths.values() if Path(p).exists()]

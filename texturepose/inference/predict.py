@@ -56,11 +56,13 @@ def predict_dataset(
     limit: int | None = None,
     focal_224: float = SPIN_FOCAL_224,
     refine_steps: int = 0,
+    calibrated: bool = True,
 ) -> Predictions:
     """Predictions for every sample of ``dataset`` (or the first ``limit``). Keypoints are
     projected with each crop's perspective camera: its calibrated focal length where the file
-    has one, else ``focal_224`` at 224 px (SPIN), as in training. ``refine_steps > 0`` fits
-    the mesh to the keypoint head's output (:mod:`texturepose.inference.refine`)."""
+    has one, else ``focal_224`` at 224 px (SPIN), as in training (``calibrated=False``, for a
+    model trained with ``loss.camera: spin``: ``focal_224`` for every crop). ``refine_steps > 0``
+    fits the mesh to the keypoint head's output (:mod:`texturepose.inference.refine`)."""
     if refine_steps > 0 and getattr(regressor, "keypoint_head", None) is None:
         raise ValueError("refine_steps needs a model with a keypoint head (model.head: "
                          "keypoints): it fits the mesh to that head's output")
@@ -72,8 +74,9 @@ def predict_dataset(
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         images = torch.from_numpy(np.stack([load_crop(s, res) for s in samples])).to(device)
         pred = regressor(images, keypoints_fn=body.keypoints)
-        focal = crop_focal(torch.tensor([crop_focal_length(s, res) for s in samples]), res,
-                           focal_224).to(images)
+        known = torch.tensor([crop_focal_length(s, res) if calibrated else 0.0
+                              for s in samples])
+        focal = crop_focal(known, res, focal_224).to(images)
         if refine_steps > 0:
             pred["rotmats"], pred["shape"], pred["cam"] = refine_to_keypoints(
                 body, pred["rotmats"], pred["shape"], pred["cam"], pred["keypoints_2d"],

@@ -21,6 +21,9 @@ from texturepose.models.regressor import RegressorConfig
 
 log = logging.getLogger(__name__)
 
+TEXTURE_TARGETS = ("symmetric", "one_sided")
+CAMERAS = ("calibrated", "spin")
+
 
 class ConfigError(ValueError):
     """A bad params value; the message names the key and what is expected."""
@@ -112,6 +115,12 @@ class LossConfig:
     #: step at which the texture term switches on: the texture maps of a model that does not
     #: fit the 2D keypoints yet are sampled mostly from the background
     texture_start: int = 0
+    #: ``symmetric``: both texture maps of a pair carry gradients (each prediction is pulled
+    #: towards the other); ``one_sided``: the second view's map is a fixed target
+    texture_target: str = "symmetric"
+    #: ``calibrated``: each crop projects with its own camera's focal length where the sample
+    #: has one; ``spin``: every crop with ``focal`` (SPIN's convention), as before issue 10
+    camera: str = "calibrated"
 
     WEIGHTS = ("keypoints_2d", "keypoint_head", "adversarial", "texture", "multiview_pose",
                "shape_consistency", "keypoints_3d", "body_pose", "body_shape", "pose_prior")
@@ -129,6 +138,11 @@ class LossConfig:
         _number("loss", "depth_tol", self.depth_tol, lo=0.0, lo_open=True)
         _number("loss", "focal", self.focal, lo=0.0, lo_open=True)
         _number("loss", "texture_start", self.texture_start, lo=0, integer=True)
+        if self.texture_target not in TEXTURE_TARGETS:
+            raise ConfigError(f"loss.texture_target = {self.texture_target!r} must be one of "
+                              f"{TEXTURE_TARGETS}")
+        if self.camera not in CAMERAS:
+            raise ConfigError(f"loss.camera = {self.camera!r} must be one of {CAMERAS}")
 
     def weights(self) -> dict[str, float]:
         return {n: float(getattr(self, n)) for n in self.WEIGHTS}

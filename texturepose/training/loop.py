@@ -118,7 +118,8 @@ def compute_losses(
     rotmats, shape, cam = out["rotmats"], out["shape"], out["cam"]
     b, p = split_batch(batch)
     mask = body.keypoint_mask
-    focal = crop_focal(batch.get("focal"), res, cfg.focal)
+    known = batch.get("focal") if cfg.camera == "calibrated" else None
+    focal = crop_focal(known, res, cfg.focal)
     focal = torch.as_tensor(focal, dtype=cam.dtype, device=cam.device).expand(len(cam))
     kp3 = body.keypoints(rotmats, shape)
     terms: dict[str, torch.Tensor] = {}
@@ -159,7 +160,9 @@ def compute_losses(
             tex, vis = sample_texture(batch["image"][b:], verts, faces, k, atlas, frags,
                                       depth_tol=cfg.depth_tol)
             terms["texture"] = texture_consistency_loss(tex[:p], vis[:p], tex[p:], vis[p:],
-                                                        kind=cfg.texture_kind)
+                                                        kind=cfg.texture_kind,
+                                                        detach_target=cfg.texture_target
+                                                        == "one_sided")
             terms["texture_visible"] = (vis[:p] * vis[p:]).flatten(1).sum(1).mean().detach()
         if w["multiview_pose"] > 0:
             mv = (torch.as_tensor(batch["pair_kind"])[a] == MULTIVIEW).to(rotmats)

@@ -156,6 +156,7 @@ def train_from_params(params: Mapping[str, Any], root: Path, stop_at: int | None
                                     dataclasses.asdict(cfg.model), bp, models.mean_params,
                                     {"step": result.step, "mlflow_run_id": run.run_id,
                                      "focal_224": cfg.loss.focal,
+                                     "camera": cfg.loss.camera,
                                      "data_fingerprint": fingerprint})
             run.log_artifact(model_path, "checkpoints")
             metrics = {
