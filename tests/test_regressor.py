@@ -246,3 +246,37 @@ def test_keypoint_head_with_feedback():
         RegressorConfig(backbone="resnet18", feedback=True)
     with pytest.raises(ValueError, match="model.head = 'heat'"):
         RegressorConfig(backbone="resnet18", head="heat")
+
+
+def test_facing_init_turns_the_start_to_face_as_the_keypoints_say(anny_body):
+    """Keypoints of the mean pose seen from behind (its left/right labels swapped) turn the
+    IEF's start by 180 degrees, and the turned start projects near those keypoints; the mean
+    pose's own keypoints leave it as it is."""
+    from texturepose.keypoints import FLIP_PERMUTATION
+    from texturepose.models.regressor import facing_sign
+
+    mp = compute_mean_params(anny_body.rest_rotmats(3), anny_body.mean_shape)
+    cfg = RegressorConfig(backbone="resnet18", dropout=0.0, hidden=32, head="keypoints",
+                          feedback=True, facing_init=True)
+    model = Regressor(cfg, anny_body.num_joints, anny_body.num_shape, mp)
+    pose, shape, cam = model.mean_rot6d.expand(2, -1), model.mean_shape.expand(2, -1), \
+        model.mean_cam.expand(2, -1)
+    rotmats = rot6d_to_matrix(pose.reshape(2, -1, 6))
+    with torch.no_grad():
+        front = weak_perspective_project(anny_body.keypoints(rotmats, shape), cam)
+        back = front[:, FLIP_PERMUTATION]  # same places, left and right labels swapped
+        kp2d = torch.stack([front[0], back[1]])
+        new_pose, new_rot = model._face_the_keypoints(pose, rotmats, shape, cam, kp2d,
+                                                      anny_body.keypoints)
+        now = weak_perspective_project(anny_body.keypoints(new_rot, shape), cam)
+    torch.testing.assert_close(new_pose[0], pose[0])
+    assert not torch.allclose(new_pose[1, :6], pose[1, :6], atol=0.1)
+    torch.testing.assert_close(new_pose[1, 6:], pose[1, 6:])
+    torch.testing.assert_close(new_rot, rot6d_to_matrix(new_pose.reshape(2, -1, 6)))
+    assert facing_sign(front)[0] > 0 > facing_sign(now)[1]
+    known = anny_body.keypoint_mask
+    start_err = (front[1] - back[1])[known].norm(dim=-1).mean()
+    turned_err = (now[1] - back[1])[known].norm(dim=-1).mean()
+    assert turned_err < 0.2 * start_err, (start_err, turned_err)
+    with pytest.raises(ValueError, match="facing_init needs"):
+        RegressorConfig(backbone="resnet18", head="keypoints", facing_init=True)

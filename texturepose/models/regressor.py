@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from texturepose.geometry.cameras import weak_perspective_project
-from texturepose.geometry.rotations import rot6d_to_matrix
-from texturepose.keypoints import NUM_KEYPOINTS
+from texturepose.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+from texturepose.keypoints import INDEX, NUM_KEYPOINTS
 from texturepose.models.keypoint_head import KeypointHead, soft_argmax
 from texturepose.models.mean_params import check_mean_params
 from texturepose.models.pretrained import BACKBONES, build_backbone
@@ -39,6 +39,14 @@ HEADS = ("pooled", "keypoints")
 KeypointsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 log = logging.getLogger(__name__)
+
+
+def facing_sign(kp2d: torch.Tensor) -> torch.Tensor:
+    """``(B, K, 2)`` keypoints -> ``(B,)``: positive where the left shoulder and hip lie to the
+    image-right of the right ones (a person facing the camera), negative for the back."""
+    x = kp2d[..., 0]
+    return (x[:, INDEX["l_shoulder"]] - x[:, INDEX["r_shoulder"]]
+            + x[:, INDEX["l_hip"]] - x[:, INDEX["r_hip"]])
 
 
 @dataclass
@@ -57,6 +65,8 @@ class RegressorConfig:
         feedback: the IEF sees its current 2D keypoint residual (``keypoints`` head only).
         frozen_stages: the first stages of the backbone (stem, then its stages) that keep their
             weights (ImageNet's generic edge features; no backward pass through them).
+        facing_init: the IEF starts each crop from the mean pose turned to face the way the
+            keypoint head's left/right keypoints say (``keypoints`` head and ``feedback``).
     """
 
     # The defaults are HMR/SPIN's design, which files written before the keypoint head have.
@@ -69,6 +79,7 @@ class RegressorConfig:
     head: str = "pooled"
     feedback: bool = False
     frozen_stages: int = 0
+    facing_init: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -95,6 +106,11 @@ class RegressorConfig:
         if self.feedback and self.head != "keypoints":
             raise ValueError("model.feedback needs model.head: keypoints (it feeds back the "
                              "residual to the keypoint head's coordinates)")
+        if not isinstance(self.facing_init, bool):
+            raise ValueError(f"model.facing_init = {self.facing_init!r} must be true or false")
+        if self.facing_init and not self.feedback:
+            raise ValueError("model.facing_init needs model.head: keypoints and model.feedback: "
+                             "true (it reads the keypoint head's left/right keypoints)")
         if (isinstance(self.frozen_stages, bool) or not isinstance(self.frozen_stages, int)
                 or not 0 <= self.frozen_stages <= 4):
             raise ValueError(f"model.frozen_stages = {self.frozen_stages!r} must be an integer "
@@ -172,6 +188,29 @@ class Regressor(nn.Module):
         self.channels_last = enabled
         return self
 
+    def _face_the_keypoints(
+        self, pose: torch.Tensor, rotmats: torch.Tensor, shape: torch.Tensor, cam: torch.Tensor,
+        kp2d: torch.Tensor, keypoints_fn: KeypointsFn,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn the starting pose by 180 degrees about the camera's vertical axis for the crops
+        whose head keypoints face the other way than the mean pose's projection.
+
+        From 2D keypoints alone, a body seen from behind is a saddle of the 2D loss for a
+        regressor that starts facing the camera (turning either way first makes it worse), and
+        models trained so predicted the camera-facing side for nearly every crop. Which way a
+        person faces is in the left/right labels: from the front, their left shoulder and hip
+        are on the image's right. The choice is discrete and carries no gradient."""
+        mean_kp = weak_perspective_project(keypoints_fn(rotmats[:1], shape[:1]), cam[:1])
+        flip = (facing_sign(kp2d.detach()) * facing_sign(mean_kp)) < 0  # (B,)
+        if not bool(flip.any()):
+            return pose, rotmats
+        turn = torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=rotmats.dtype,
+                                       device=rotmats.device))
+        root = torch.where(flip[:, None, None], turn @ rotmats[:, 0], rotmats[:, 0])
+        pose = torch.cat([matrix_to_rot6d(root), pose[:, 6:]], dim=1)
+        rotmats = torch.cat([root[:, None], rotmats[:, 1:]], dim=1)
+        return pose, rotmats
+
     def forward(
         self, images: torch.Tensor, keypoints_fn: KeypointsFn | None = None
     ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
@@ -210,6 +249,8 @@ class Regressor(nn.Module):
         j = self.num_joints
         rot6d_it, rotmats_it, shape_it, cam_it = [], [], [], []
         rotmats = rot6d_to_matrix(pose.view(b, j, 6))
+        if self.config.facing_init:
+            pose, rotmats = self._face_the_keypoints(pose, rotmats, shape, cam, kp2d, keypoints_fn)
         for _ in range(self.config.iterations):
             parts = [image_input, pose, shape, cam]
             if self.config.feedback:
