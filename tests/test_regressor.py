@@ -248,35 +248,66 @@ def test_keypoint_head_with_feedback():
         RegressorConfig(backbone="resnet18", head="heat")
 
 
-def test_facing_init_turns_the_start_to_face_as_the_keypoints_say(anny_body):
-    """Keypoints of the mean pose seen from behind (its left/right labels swapped) turn the
-    IEF's start by 180 degrees, and the turned start projects near those keypoints; the mean
-    pose's own keypoints leave it as it is."""
+def _turn_setup(anny_body, facing):
     from texturepose.keypoints import FLIP_PERMUTATION
-    from texturepose.models.regressor import facing_sign
 
     mp = compute_mean_params(anny_body.rest_rotmats(3), anny_body.mean_shape)
     cfg = RegressorConfig(backbone="resnet18", dropout=0.0, hidden=32, head="keypoints",
-                          feedback=True, facing_init=True)
+                          feedback=True, facing=facing)
     model = Regressor(cfg, anny_body.num_joints, anny_body.num_shape, mp)
-    pose, shape, cam = model.mean_rot6d.expand(2, -1), model.mean_shape.expand(2, -1), \
-        model.mean_cam.expand(2, -1)
+    pose, shape = model.mean_rot6d.expand(2, -1), model.mean_shape.expand(2, -1)
+    cam = model.mean_cam.expand(2, -1)
     rotmats = rot6d_to_matrix(pose.reshape(2, -1, 6))
     with torch.no_grad():
         front = weak_perspective_project(anny_body.keypoints(rotmats, shape), cam)
-        back = front[:, FLIP_PERMUTATION]  # same places, left and right labels swapped
-        kp2d = torch.stack([front[0], back[1]])
-        new_pose, new_rot = model._face_the_keypoints(pose, rotmats, shape, cam, kp2d,
-                                                      anny_body.keypoints)
-        now = weak_perspective_project(anny_body.keypoints(new_rot, shape), cam)
-    torch.testing.assert_close(new_pose[0], pose[0])
-    assert not torch.allclose(new_pose[1, :6], pose[1, :6], atol=0.1)
-    torch.testing.assert_close(new_pose[1, 6:], pose[1, 6:])
-    torch.testing.assert_close(new_rot, rot6d_to_matrix(new_pose.reshape(2, -1, 6)))
+    back = front[:, FLIP_PERMUTATION]  # same places, left and right labels swapped
+    return model, rotmats, shape, cam, front, back
+
+
+def test_a_back_view_turns_the_start_by_half_a_turn(anny_body):
+    """Keypoints of the mean pose seen from behind (its left/right labels swapped) mark the
+    crop as facing away; turning the start by 180 degrees projects near those keypoints; the
+    mean pose's own keypoints leave it as it is."""
+    from texturepose.models.regressor import facing_sign
+
+    model, rotmats, shape, cam, front, back = _turn_setup(anny_body, "turn")
+    kp2d = torch.stack([front[0], back[1]])
+    with torch.no_grad():
+        flip = model._faces_away(kp2d, rotmats, shape, cam, anny_body.keypoints)
+        turned = model._turn_root(rotmats, flip)
+        now = weak_perspective_project(anny_body.keypoints(turned, shape), cam)
+    assert flip.tolist() == [False, True]
+    torch.testing.assert_close(turned[0], rotmats[0])
+    torch.testing.assert_close(turned[1, 1:], rotmats[1, 1:])
     assert facing_sign(front)[0] > 0 > facing_sign(now)[1]
     known = anny_body.keypoint_mask
     start_err = (front[1] - back[1])[known].norm(dim=-1).mean()
     turned_err = (now[1] - back[1])[known].norm(dim=-1).mean()
     assert turned_err < 0.2 * start_err, (start_err, turned_err)
-    with pytest.raises(ValueError, match="facing_init needs"):
-        RegressorConfig(backbone="resnet18", head="keypoints", facing_init=True)
+    with pytest.raises(ValueError, match="facing: turn needs"):
+        RegressorConfig(backbone="resnet18", head="keypoints", facing="turn")
+    with pytest.raises(ValueError, match="model.facing = 'left' must be one of"):
+        RegressorConfig(backbone="resnet18", head="keypoints", feedback=True, facing="left")
+
+
+@pytest.mark.parametrize("facing", ["turn", "canonical"])
+def test_forward_starts_a_back_view_turned(anny_body, facing, monkeypatch):
+    """Through ``forward``: with the keypoint head saying "seen from behind", an untrained
+    model (corrections near 0) returns the turned mean pose, its camera mirrored as the turn
+    needs; a front view returns the mean pose, for every facing mode."""
+    import texturepose.models.regressor as regressor_module
+
+    model, rotmats, shape, cam, front, back = _turn_setup(anny_body, facing)
+    heads = torch.stack([front[0], back[1]])
+    monkeypatch.setattr(regressor_module, "soft_argmax",
+                        lambda logits: (heads, torch.ones(2, heads.shape[1])))
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 64), keypoints_fn=anny_body.keypoints)
+        now = weak_perspective_project(anny_body.keypoints(out["rotmats"], out["shape"]),
+                                       out["cam"])
+    torch.testing.assert_close(out["keypoints_2d"], heads)  # the head's own, unmirrored
+    torch.testing.assert_close(out["rotmats"], rot6d_to_matrix(out["rot6d"]))
+    known = anny_body.keypoint_mask
+    err = (now - heads)[:, known].norm(dim=-1).mean(dim=1)
+    base = (front - heads)[:, known].norm(dim=-1).mean(dim=1)
+    assert err[0] < 0.05 and err[1] < 0.2 * base[1], (err, base)

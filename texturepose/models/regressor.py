@@ -34,6 +34,7 @@ from texturepose.models.mean_params import check_mean_params
 from texturepose.models.pretrained import BACKBONES, build_backbone
 
 HEADS = ("pooled", "keypoints")
+FACINGS = ("mean", "turn", "canonical")
 
 #: ``(rotmats (B, J, 3, 3), shape (B, S)) -> keypoints (B, K, 3)``, e.g. ``BodyModel.keypoints``.
 KeypointsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -65,8 +66,11 @@ class RegressorConfig:
         feedback: the IEF sees its current 2D keypoint residual (``keypoints`` head only).
         frozen_stages: the first stages of the backbone (stem, then its stages) that keep their
             weights (ImageNet's generic edge features; no backward pass through them).
-        facing_init: the IEF starts each crop from the mean pose turned to face the way the
-            keypoint head's left/right keypoints say (``keypoints`` head and ``feedback``).
+        facing: which way the IEF starts each crop (``keypoints`` head and ``feedback`` for
+            all but ``mean``): ``mean`` the mean pose; ``turn`` the mean pose turned by 180
+            degrees where the keypoint head's left/right keypoints say the person faces the
+            other way; ``canonical`` the same choice, with the IEF run in the mean pose's frame
+            (the head's keypoints mirrored for turned crops, the result turned back).
     """
 
     # The defaults are HMR/SPIN's design, which files written before the keypoint head have.
@@ -79,7 +83,7 @@ class RegressorConfig:
     head: str = "pooled"
     feedback: bool = False
     frozen_stages: int = 0
-    facing_init: bool = False
+    facing: str = "mean"
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -106,11 +110,12 @@ class RegressorConfig:
         if self.feedback and self.head != "keypoints":
             raise ValueError("model.feedback needs model.head: keypoints (it feeds back the "
                              "residual to the keypoint head's coordinates)")
-        if not isinstance(self.facing_init, bool):
-            raise ValueError(f"model.facing_init = {self.facing_init!r} must be true or false")
-        if self.facing_init and not self.feedback:
-            raise ValueError("model.facing_init needs model.head: keypoints and model.feedback: "
-                             "true (it reads the keypoint head's left/right keypoints)")
+        if self.facing not in FACINGS:
+            raise ValueError(f"model.facing = {self.facing!r} must be one of {FACINGS}")
+        if self.facing != "mean" and not self.feedback:
+            raise ValueError(f"model.facing: {self.facing} needs model.head: keypoints and "
+                             "model.feedback: true (it reads the keypoint head's left/right "
+                             "keypoints)")
         if (isinstance(self.frozen_stages, bool) or not isinstance(self.frozen_stages, int)
                 or not 0 <= self.frozen_stages <= 4):
             raise ValueError(f"model.frozen_stages = {self.frozen_stages!r} must be an integer "
@@ -188,12 +193,10 @@ class Regressor(nn.Module):
         self.channels_last = enabled
         return self
 
-    def _face_the_keypoints(
-        self, pose: torch.Tensor, rotmats: torch.Tensor, shape: torch.Tensor, cam: torch.Tensor,
-        kp2d: torch.Tensor, keypoints_fn: KeypointsFn,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Turn the starting pose by 180 degrees about the camera's vertical axis for the crops
-        whose head keypoints face the other way than the mean pose's projection.
+    def _faces_away(self, kp2d: torch.Tensor, rotmats: torch.Tensor, shape: torch.Tensor,
+                    cam: torch.Tensor, keypoints_fn: KeypointsFn) -> torch.Tensor:
+        """``(B,)`` bool: the crops whose head keypoints face the other way than the mean
+        pose's projection.
 
         From 2D keypoints alone, a body seen from behind is a saddle of the 2D loss for a
         regressor that starts facing the camera (turning either way first makes it worse), and
@@ -201,15 +204,16 @@ class Regressor(nn.Module):
         person faces is in the left/right labels: from the front, their left shoulder and hip
         are on the image's right. The choice is discrete and carries no gradient."""
         mean_kp = weak_perspective_project(keypoints_fn(rotmats[:1], shape[:1]), cam[:1])
-        flip = (facing_sign(kp2d.detach()) * facing_sign(mean_kp)) < 0  # (B,)
-        if not bool(flip.any()):
-            return pose, rotmats
+        return (facing_sign(kp2d.detach()) * facing_sign(mean_kp)) < 0
+
+    @staticmethod
+    def _turn_root(rotmats: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """The global orientation turned by 180 degrees about the camera's vertical axis where
+        ``flip``: the body's projection mirrored about its root, every other joint as it was."""
         turn = torch.diag(torch.tensor([-1.0, 1.0, -1.0], dtype=rotmats.dtype,
                                        device=rotmats.device))
         root = torch.where(flip[:, None, None], turn @ rotmats[:, 0], rotmats[:, 0])
-        pose = torch.cat([matrix_to_rot6d(root), pose[:, 6:]], dim=1)
-        rotmats = torch.cat([root[:, None], rotmats[:, 1:]], dim=1)
-        return pose, rotmats
+        return torch.cat([root[:, None], rotmats[:, 1:]], dim=1)
 
     def forward(
         self, images: torch.Tensor, keypoints_fn: KeypointsFn | None = None
@@ -241,7 +245,6 @@ class Regressor(nn.Module):
             feats = maps["pooled"]
             kp2d, conf = soft_argmax(self.keypoint_head(maps))
             out.update(keypoints_2d=kp2d, keypoint_confidence=conf)
-            image_input = torch.cat([feats, kp2d.flatten(1), conf], dim=1)
         b = feats.shape[0]
         pose = self.mean_rot6d.expand(b, -1)
         shape = self.mean_shape.expand(b, -1)
@@ -249,8 +252,22 @@ class Regressor(nn.Module):
         j = self.num_joints
         rot6d_it, rotmats_it, shape_it, cam_it = [], [], [], []
         rotmats = rot6d_to_matrix(pose.view(b, j, 6))
-        if self.config.facing_init:
-            pose, rotmats = self._face_the_keypoints(pose, rotmats, shape, cam, kp2d, keypoints_fn)
+        facing = self.config.facing
+        flip = None
+        if facing != "mean":
+            flip = self._faces_away(kp2d, rotmats, shape, cam, keypoints_fn)
+        if facing == "turn":
+            rotmats = self._turn_root(rotmats, flip)
+            pose = torch.cat([matrix_to_rot6d(rotmats[:, 0]), pose[:, 6:]], dim=1)
+        # canonical: the IEF sees turned crops mirrored (x -> -x: a body turned about the
+        # vertical axis projects mirrored about its root, with the same labels), so one mapping
+        # from residuals to corrections serves both sides; its result is turned back below
+        sign = None
+        if facing == "canonical":
+            sign = torch.where(flip, -1.0, 1.0).to(feats.dtype)
+            kp2d = torch.stack([kp2d[..., 0] * sign[:, None], kp2d[..., 1]], dim=-1)
+        if self.keypoint_head is not None:
+            image_input = torch.cat([feats, kp2d.flatten(1), conf], dim=1)
         for _ in range(self.config.iterations):
             parts = [image_input, pose, shape, cam]
             if self.config.feedback:
@@ -264,10 +281,17 @@ class Regressor(nn.Module):
             shape = shape + self.dec_shape(x)
             cam = cam + self.dec_cam(x)
             rotmats = rot6d_to_matrix(pose.view(b, j, 6))
-            rot6d_it.append(pose.view(b, j, 6))
-            rotmats_it.append(rotmats)
+            if sign is None:
+                rot6d_it.append(pose.view(b, j, 6))
+                rotmats_it.append(rotmats)
+                cam_it.append(cam)
+            else:  # back from the mean pose's frame to the camera's
+                real = self._turn_root(rotmats, flip)
+                rot6d_it.append(torch.cat([matrix_to_rot6d(real[:, :1]),
+                                           pose.view(b, j, 6)[:, 1:]], dim=1))
+                rotmats_it.append(real)
+                cam_it.append(torch.stack([cam[:, 0], cam[:, 1] * sign, cam[:, 2]], dim=1))
             shape_it.append(shape)
-            cam_it.append(cam)
         out.update({
             "rot6d": rot6d_it[-1],
             "rotmats": rotmats_it[-1],

@@ -73,7 +73,7 @@ class ModelConfig:
     head: str = "keypoints"
     feedback: bool = True
     frozen_stages: int = 0
-    facing_init: bool = False
+    facing: str = "mean"
 
     def __post_init__(self) -> None:
         _number("model", "res", self.res, lo=32, integer=True)
@@ -87,7 +87,7 @@ class ModelConfig:
                                    iterations=self.iterations, hidden=self.hidden,
                                    dropout=self.dropout, head=self.head, feedback=self.feedback,
                                    frozen_stages=self.frozen_stages,
-                                   facing_init=self.facing_init)
+                                   facing=self.facing)
         except ValueError as e:
             raise ConfigError(str(e)) from e
 
