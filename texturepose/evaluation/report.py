@@ -123,7 +123,7 @@ def ablation_table(summary: Mapping[str, Any]) -> str:
             f"{e(str(summary['steps']))}, overrides {e(str(summary.get('overrides') or 'none'))}."
             " Mean ± standard deviation over seeds.</p>")
     columns = [("pa_mpjpe", "PA-MPJPE (mm)"), ("mpjpe", "MPJPE (mm)"), ("pck@0.1", "PCK@0.1"),
-               ("pck@0.2", "PCK@0.2")]
+               ("pck@0.2", "PCK@0.2"), ("head_pck@0.2", "head PCK@0.2")]
     rows = []
     for r in summary.get("rows", []):
         cells = [e(str(r.get("eval_set"))), e(str(r.get("configuration"))),

@@ -96,15 +96,28 @@ def mean_pose_keypoints(body: BodyModel, mean_params: Mapping[str, np.ndarray]) 
     return body.keypoints(rot.to(dev), shape.to(dev)).cpu().numpy()
 
 
-def pck_2d(preds: Predictions, ds: Hdf5Dataset, cfg: Mapping[str, Any]) -> Summary:
-    """PCK of the projected mesh keypoints against the file's 2D keypoints (``cfg``:
-    ``joints``, default ``lsp14``; ``pck: {thresholds, norm}``, default torso)."""
+def pck_2d(preds: Predictions, ds: Hdf5Dataset, cfg: Mapping[str, Any],
+           keypoints: np.ndarray | None = None) -> Summary:
+    """PCK of the projected mesh keypoints (or of ``keypoints``, e.g. the keypoint head's,
+    in the same original-image pixels) against the file's 2D keypoints (``cfg``: ``joints``,
+    default ``lsp14``; ``pck: {thresholds, norm}``, default torso)."""
     gt = ds.column("keypoints_2d")[: len(preds.cam)]  # original-image pixels, as the predictions
     pck = cfg.get("pck") or {}
-    return summarise_2d(preds.keypoints_2d, gt[..., :2], gt[..., 2] > 0,
+    pred = preds.keypoints_2d if keypoints is None else keypoints
+    return summarise_2d(pred, gt[..., :2], gt[..., 2] > 0,
                         eval_joints=joint_subset(cfg.get("joints", "lsp14")),
                         thresholds=pck.get("thresholds", (0.05, 0.1, 0.2)),
                         norm=pck.get("norm", "torso"))
+
+
+def head_pck(preds: Predictions, ds: Hdf5Dataset, cfg: Mapping[str, Any]) -> dict[str, float]:
+    """``head_pck@t``: the keypoint head's own PCK (empty without a head or 2D labels). Beside
+    the mesh's ``pck@t`` it tells whether the head or the step from head to mesh limits the
+    2D fit."""
+    if preds.head_keypoints_2d is None or not ds.has("keypoints_2d"):
+        return {}
+    metrics = pck_2d(preds, ds, cfg, keypoints=preds.head_keypoints_2d).metrics
+    return {f"head_{k}": v for k, v in metrics.items() if k.startswith("pck@")}
 
 
 def evaluate_set(
@@ -167,7 +180,7 @@ def evaluate_set(
                          Rows(LazyOverlays(body, crops, preds, True), rows), errors, grid,
                          unit=unit)
     paths["overlays"] = grid
-    metrics = {**summary.metrics, **extra}
+    metrics = {**summary.metrics, **extra, **head_pck(preds, ds, cfg)}
     if refine_steps:
         metrics["refine_steps"] = float(refine_steps)
     log.info("%s: %s; overlays of %s", name, _rounded(metrics), picks)

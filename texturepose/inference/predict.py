@@ -34,6 +34,9 @@ class Predictions:
     shape: np.ndarray  # (N, S)
     cam: np.ndarray  # (N, 3) weak perspective (s, tx, ty)
     focal: np.ndarray  # (N,) focal length (pixels of the model's input crop) projected with
+    # (N, K, 2) original-image pixels: the keypoint head's own output (None without a head);
+    # its PCK beside the mesh's says whether the head or the head-to-mesh step limits the 2D fit
+    head_keypoints_2d: np.ndarray | None = None
 
 
 def load_crop(sample: dict, res: int) -> np.ndarray:
@@ -69,7 +72,7 @@ def predict_dataset(
     n = len(dataset) if limit is None else min(limit, len(dataset))
     crop_res = int(dataset.attrs["crop_res"])
     regressor = regressor.to(device).eval()
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("k3", "k2", "r", "s", "c", "f")}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("k3", "k2", "r", "s", "c", "f", "h")}
     for start in tqdm(range(0, n, batch_size), desc=f"predict {dataset.path.name}", leave=False):
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         images = torch.from_numpy(np.stack([load_crop(s, res) for s in samples])).to(device)
@@ -83,16 +86,26 @@ def predict_dataset(
                 pred["keypoint_confidence"], focal, res, steps=refine_steps)
         kp = body.keypoints(pred["rotmats"].float(), pred["shape"].float())
         xy = crop_perspective_project(kp, pred["cam"].float(), focal, res)
-        xy = normalized_to_pixels(xy, crop_res).cpu().numpy().astype(np.float64)
-        for i, s in enumerate(samples):
-            xy[i] = from_crop(xy[i], s["crop_center"], float(s["crop_size"]), crop_res)
+        xy = _image_pixels(xy, samples, crop_res)
+        if "keypoints_2d" in pred:
+            head = _image_pixels(pred["keypoints_2d"].float(), samples, crop_res)
+            out["h"].append(head.astype(np.float32))
         out["k3"].append(kp.cpu().numpy())
         out["k2"].append(xy.astype(np.float32))
         out["r"].append(pred["rotmats"].cpu().numpy())
         out["s"].append(pred["shape"].cpu().numpy())
         out["c"].append(pred["cam"].cpu().numpy())
         out["f"].append(focal.cpu().numpy())
-    return Predictions(*(np.concatenate(out[k]) for k in ("k3", "k2", "r", "s", "c", "f")))
+    return Predictions(*(np.concatenate(out[k]) for k in ("k3", "k2", "r", "s", "c", "f")),
+                       head_keypoints_2d=np.concatenate(out["h"]) if out["h"] else None)
+
+
+def _image_pixels(xy: torch.Tensor, samples: list[dict], crop_res: int) -> np.ndarray:
+    """``(B, K, 2)`` normalised crop coordinates -> original-image pixels of each sample."""
+    px = normalized_to_pixels(xy, crop_res).cpu().numpy().astype(np.float64)
+    for i, s in enumerate(samples):
+        px[i] = from_crop(px[i], s["crop_center"], float(s["crop_size"]), crop_res)
+    return px
 
 
 @torch.no_grad()
