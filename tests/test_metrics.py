@@ -211,3 +211,59 @@ def test_pck_box_norm():
         M.pck_hits(pred, gt, vis, (0.1,), norm="head")
     with pytest.raises(ValueError, match="boxes must have shape"):
         M.pck_hits(pred, gt, vis, (0.1,), norm="box", boxes=np.zeros((1, 3)))
+
+
+def _oracle_spread(x: np.ndarray, iterations: int = 3) -> float:
+    """Generalised Procrustes with scipy's Kabsch (scipy_procrustes above), then the mean
+    distance to the average, in mm."""
+    target = np.sqrt(((x - x.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1)).mean()
+    mean = x[0]
+    for _ in range(iterations):
+        aligned = scipy_procrustes(x, np.broadcast_to(mean, x.shape).copy())
+        mean = aligned.mean(0)
+        mean = mean * target / np.sqrt(((mean - mean.mean(0)) ** 2).sum(-1).mean())
+    aligned = scipy_procrustes(x, np.broadcast_to(mean, x.shape).copy())
+    return float(np.linalg.norm(aligned - mean, axis=-1).mean() * 1000.0)
+
+
+def test_pose_spread_ignores_each_poses_orientation_position_and_size():
+    rng = np.random.default_rng(3)
+    pose = rng.normal(size=(17, 3)) * 0.3
+    s, r, t = random_similarity(rng, 32)
+    one_pose = M.apply_similarity(np.broadcast_to(pose, (32, 17, 3)), s, r, t)
+    assert M.pose_spread(one_pose) < 1e-6  # one pose, any orientation, position and size
+    poses = pose + rng.normal(size=(32, 17, 3)) * 0.05
+    moved = M.apply_similarity(poses, np.ones(32), r, t)
+    assert M.pose_spread(moved) == pytest.approx(M.pose_spread(poses), rel=1e-6)
+    assert M.pose_spread(2.0 * poses) == pytest.approx(2.0 * M.pose_spread(poses), rel=1e-6)
+
+
+def test_pose_spread_matches_generalised_procrustes_with_scipy():
+    rng = np.random.default_rng(4)
+    poses = rng.normal(size=(17, 3)) * 0.3 + rng.normal(size=(24, 17, 3)) * 0.08
+    assert M.pose_spread(poses) == pytest.approx(_oracle_spread(poses), rel=1e-6)
+
+
+def test_pose_spread_grows_with_the_deviations_and_ignores_masked_joints():
+    rng = np.random.default_rng(5)
+    mean, dev = rng.normal(size=(17, 3)) * 0.3, rng.normal(size=(24, 17, 3)) * 0.01
+    assert M.pose_spread(mean + 0.5 * dev) / M.pose_spread(mean + dev) == pytest.approx(0.5,
+                                                                                        rel=0.02)
+    wild = mean + dev
+    wild[:, 3] += rng.normal(size=(24, 3)) * 2.0  # one joint everywhere
+    mask = np.ones((24, 17))
+    mask[:, 3] = 0
+    assert M.pose_spread(wild, mask) == pytest.approx(M.pose_spread(np.delete(wild, 3, 1)),
+                                                      rel=1e-6)
+
+
+def test_summarise_reports_the_spread_of_predictions_against_the_truth():
+    from texturepose.evaluation.evaluate import summarise
+
+    rng = np.random.default_rng(6)
+    gt = rng.normal(size=(NUM_KEYPOINTS, 3)) * 0.3 + rng.normal(size=(16, NUM_KEYPOINTS, 3)) * 0.05
+    same = summarise(gt, gt).metrics
+    assert same["pose_spread_vs_gt"] == pytest.approx(1.0)
+    assert same["gt_pose_spread"] > 10.0
+    one = summarise(np.broadcast_to(gt[0], gt.shape).copy(), gt).metrics
+    assert one["pose_spread"] < 1e-6 and one["pose_spread_vs_gt"] < 1e-6

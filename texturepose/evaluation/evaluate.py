@@ -124,6 +124,10 @@ def summarise(
     per_group = _groups_table(per_sample, groups, keep, metric_cols)
     metrics = {c: float(per_sample[c].mean()) for c in metric_cols}
     metrics.update(n=int(len(idx)), skipped=skipped)
+    # one pose for every image shows here at once (pose_spread_vs_gt near 0)
+    metrics["pose_spread"] = M.pose_spread(pred[idx][:, cols], m)
+    metrics["gt_pose_spread"] = M.pose_spread(gt[idx][:, cols], m)
+    metrics["pose_spread_vs_gt"] = metrics["pose_spread"] / max(metrics["gt_pose_spread"], 1e-9)
     return Summary(metrics, per_joint, per_group, per_sample)
 
 

@@ -162,6 +162,34 @@ def pa_mpjpe(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None) -> n
     return _sample_mean(pa_joint_errors(pred, gt, mask))
 
 
+def pose_spread(points: ArrayLike, mask: ArrayLike | None = None, iterations: int = 3) -> float:
+    """How far the poses of a set differ from one another, in mm: every pose ``(B, N, 3)`` is
+    aligned by a similarity to the set's average pose (generalised Procrustes: the average is
+    re-estimated ``iterations`` times and kept at the set's average size), then its joints'
+    distances to that average are averaged over samples and joints. Global orientation and
+    position do not count, so a model that outputs one pose for every image scores about 0
+    whichever way it turns the body; the same number of the ground truth says how much the
+    set's poses really vary."""
+    x = to_numpy(points)
+    w = check_mask(mask, x.shape[:2]).astype(np.float64)
+    wsum = np.maximum(w.sum(0), 1e-12)[:, None]
+
+    def size(p: np.ndarray, weights: np.ndarray) -> np.ndarray:  # RMS distance to the centroid
+        c = (p * weights[..., None]).sum(-2, keepdims=True) / np.maximum(
+            weights.sum(-1), 1e-12)[..., None, None]
+        return np.sqrt((weights * ((p - c) ** 2).sum(-1)).sum(-1) / np.maximum(
+            weights.sum(-1), 1e-12))
+
+    target = float(size(x, w).mean())
+    mean = x[0]
+    for _ in range(max(1, iterations)):
+        aligned = similarity_procrustes(x, np.broadcast_to(mean, x.shape), w)
+        mean = (aligned * w[..., None]).sum(0) / wsum
+        mean = mean * target / max(float(size(mean, w.max(0))), 1e-12)
+    aligned = similarity_procrustes(x, np.broadcast_to(mean, x.shape), w)
+    return float(np.nanmean(joint_errors(aligned, np.broadcast_to(mean, x.shape), w)))
+
+
 def pve(pred_vertices: ArrayLike, gt_vertices: ArrayLike) -> np.ndarray:
     """Mean per-vertex error per sample ``(B,)`` in mm (meshes with the same topology).
 
