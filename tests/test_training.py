@@ -187,6 +187,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(anny_body, tiny, 
         ({"loss.texture_kind": "l3"}, r"loss\.texture_kind = 'l3'"),
         ({"loss.texture_target": "both"}, r"loss\.texture_target = 'both' must be one of"),
         ({"loss.camera": "pinhole"}, r"loss\.camera = 'pinhole' must be one of"),
+        ({"loss.pose_prior_kind": "gmm"}, r"loss\.pose_prior_kind = 'gmm' must be one of"),
     ],
 )
 def test_bad_params_give_clear_errors(override, message):
@@ -445,3 +446,25 @@ def test_loss_camera_chooses_the_focal_length(anny_body, tiny, camera, expected)
         out = trainer.regressor(batch["image"], keypoints_fn=anny_body.keypoints)
         _, _, focal = compute_losses(cfg.loss, anny_body, out, batch, 64, None, trainer.atlas)
     assert torch.allclose(focal, torch.full_like(focal, expected))
+
+
+def test_gaussian_pose_prior_trains_and_differs_from_l2(anny_body, tiny):
+    """The Gaussian prior is fitted to the mocap poses, reaches the loss and moves the model."""
+    from texturepose.losses.pose_prior import GaussianPosePrior
+    from texturepose.training.loop import compute_losses
+
+    params = tiny_params(**{"loss.pose_prior_kind": "gaussian", "loss.pose_prior": 1.0})
+    cfg, trainer, data = _setup(params, anny_body, tiny)
+    assert isinstance(trainer.pose_prior, GaussianPosePrior)
+    batch = torch.utils.data.default_collate([data.dataset[r] for r in data.sampler.batch(0)])
+    out = trainer.regressor(batch["image"], keypoints_fn=anny_body.keypoints)
+    out = {k: (v + 0.1 if k == "rot6d" else v) for k, v in out.items()}  # away from the mean
+    _, gauss, _ = compute_losses(cfg.loss, anny_body, out, batch, 64, trainer.disc,
+                                 trainer.atlas, None, trainer.pose_prior)
+    l2_cfg = TrainConfig.from_params(tiny_params(**{"loss.pose_prior": 1.0})).loss
+    _, l2, _ = compute_losses(l2_cfg, anny_body, out, batch, 64, trainer.disc, trainer.atlas)
+    assert float(gauss["pose_prior"]) > 0 and float(l2["pose_prior"]) > 0
+    assert abs(float(gauss["pose_prior"]) / float(l2["pose_prior"]) - 1) > 0.05
+    with pytest.raises(ValueError, match="needs the prior fitted to the mocap poses"):
+        compute_losses(cfg.loss, anny_body, out, batch, 64, trainer.disc, trainer.atlas)
+    assert fit(trainer, data, progress=False).finished

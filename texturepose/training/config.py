@@ -16,6 +16,7 @@ from typing import Any
 from texturepose.data.dataset import AugmentConfig
 from texturepose.data.pairs import PAIR_KINDS
 from texturepose.geometry.cameras import SPIN_FOCAL_224
+from texturepose.losses.pose_prior import PRIOR_KINDS
 from texturepose.losses.texture import KINDS as TEXTURE_KINDS
 from texturepose.models.regressor import RegressorConfig
 
@@ -108,6 +109,9 @@ class LossConfig:
     #: squared distance of the body pose (all joints but the global orientation, 6D) from the
     #: mean pose: a plain prior, far simpler than the adversarial one
     pose_prior: float = 0.0
+    #: ``l2``: every 6D coordinate counts the same; ``gaussian``: the distance in the mocap
+    #: poses' covariance (a Mahalanobis distance, see ``texturepose.losses.pose_prior``)
+    pose_prior_kind: str = "l2"
     texture_res: int = 64
     texture_kind: str = "l1"
     depth_tol: float = 0.01
@@ -145,6 +149,9 @@ class LossConfig:
                               f"{TEXTURE_TARGETS}")
         if self.camera not in CAMERAS:
             raise ConfigError(f"loss.camera = {self.camera!r} must be one of {CAMERAS}")
+        if self.pose_prior_kind not in PRIOR_KINDS:
+            raise ConfigError(f"loss.pose_prior_kind = {self.pose_prior_kind!r} must be one of "
+                              f"{PRIOR_KINDS}")
 
     def weights(self) -> dict[str, float]:
         return {n: float(getattr(self, n)) for n in self.WEIGHTS}

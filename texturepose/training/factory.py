@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from texturepose.body.base import BodyModel
+from texturepose.losses.pose_prior import GaussianPosePrior
 from texturepose.models.discriminator import Discriminator
 from texturepose.models.mean_params import compute_mean_params
 from texturepose.models.regressor import Regressor
@@ -28,6 +29,7 @@ class Models:
     real_poses: RealPoses | None
     atlas: UVAtlas | None
     mean_params: dict[str, np.ndarray]
+    pose_prior: GaussianPosePrior | None = None
 
 
 #: Shapes drawn from the body model's population prior for the adversarial prior and the mean.
@@ -61,7 +63,10 @@ def build_models(
             raise ValueError(f"loss.texture > 0 but body model {body.name!r} has no UV map: set "
                              "body.uv_path (SMPL) or loss.texture to 0")
         atlas = _atlas(body, cfg.loss.texture_res, atlas_cache)
-    return Models(regressor, disc, real, atlas, mean_params)
+    prior = None
+    if cfg.loss.pose_prior > 0 and cfg.loss.pose_prior_kind == "gaussian":
+        prior = GaussianPosePrior.fit(mocap_rotmats, mean_params["rot6d"])
+    return Models(regressor, disc, real, atlas, mean_params, prior)
 
 
 def _atlas(body: BodyModel, res: int, cache: str | os.PathLike | None) -> UVAtlas:
@@ -84,4 +89,4 @@ def _atlas(body: BodyModel, res: int, cache: str | os.PathLike | None) -> UVAtla
 def build_trainer(cfg: TrainConfig, body: BodyModel, models: Models,
                   dist_info: DistInfo | None = None) -> Trainer:
     return Trainer(cfg, body, models.regressor, models.discriminator, models.real_poses,
-                   models.atlas, dist_info)
+                   models.atlas, dist_info, models.pose_prior)

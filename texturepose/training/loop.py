@@ -39,6 +39,7 @@ from texturepose.geometry.cameras import crop_focal, crop_perspective_project, p
 from texturepose.losses.adversarial import discriminator_loss, generator_loss
 from texturepose.losses.keypoints import keypoint_2d_loss, keypoint_heatmap_loss
 from texturepose.losses.multiview import multiview_pose_loss, shape_consistency_loss
+from texturepose.losses.pose_prior import GaussianPosePrior, l2_pose_prior
 from texturepose.losses.supervised import body_params_loss, keypoint_3d_loss
 from texturepose.losses.texture import texture_consistency_loss
 from texturepose.models.discriminator import Discriminator
@@ -108,11 +109,13 @@ def compute_losses(
     disc: Discriminator | None = None,
     atlas: UVAtlas | None = None,
     step: int | None = None,
+    pose_prior: GaussianPosePrior | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Weighted total loss, the unweighted terms, and the focal lengths ``(N,)`` projected with.
 
     ``out`` is the regressor's output (float32), ``batch`` the collated samples on the device,
-    ``step`` the training step (``loss.texture_start``; None: every term as weighted).
+    ``step`` the training step (``loss.texture_start``; None: every term as weighted),
+    ``pose_prior`` the fitted prior when ``loss.pose_prior_kind`` is ``gaussian``.
     """
     w = cfg.weights()
     rotmats, shape, cam = out["rotmats"], out["shape"], out["cam"]
@@ -138,8 +141,13 @@ def compute_losses(
     if w["pose_prior"] > 0:
         if "mean_rot6d" not in out:
             raise ValueError("loss.pose_prior > 0 needs the regressor's mean pose in its output")
-        mean = out["mean_rot6d"].view(1, -1, 6)[:, 1:]
-        terms["pose_prior"] = (out["rot6d"][:, 1:] - mean).square().mean()
+        if cfg.pose_prior_kind == "gaussian":
+            if pose_prior is None:
+                raise ValueError("loss.pose_prior_kind = gaussian needs the prior fitted to the "
+                                 "mocap poses")
+            terms["pose_prior"] = pose_prior(out["rot6d"], out["mean_rot6d"])
+        else:
+            terms["pose_prior"] = l2_pose_prior(out["rot6d"], out["mean_rot6d"])
     if w["adversarial"] > 0:
         if disc is None:
             raise ValueError("loss.adversarial > 0 needs a discriminator")
@@ -189,6 +197,7 @@ class Trainer:
         discriminator: needed when ``loss.adversarial > 0``.
         real_poses: mocap poses for the discriminator.
         atlas: the body model's UV atlas, needed when ``loss.texture > 0``.
+        pose_prior: the Gaussian pose prior, needed when ``loss.pose_prior_kind`` is gaussian.
         dist_info: process/device set-up from :func:`init_distributed`.
     """
 
@@ -201,6 +210,7 @@ class Trainer:
         real_poses: RealPoses | None = None,
         atlas: UVAtlas | None = None,
         dist_info: DistInfo | None = None,
+        pose_prior: GaussianPosePrior | None = None,
     ) -> None:
         self.cfg = cfg
         self.dist = dist_info or DistInfo()
@@ -213,6 +223,7 @@ class Trainer:
         if cfg.loss.texture > 0 and atlas is None:
             raise ValueError("loss.texture > 0 needs the body model's UV atlas")
         self.atlas = atlas.to(dev) if atlas is not None else None
+        self.pose_prior = pose_prior.to(dev) if pose_prior is not None else None
         if self.dist.distributed and dev.type == "cuda" and cfg.train.sync_bn:
             regressor = nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
         self.regressor = regressor.to(dev)
@@ -305,7 +316,7 @@ class Trainer:
                     m.eval()
         out = _to_float(self.model(batch["image"], keypoints_fn=self.body.keypoints))
         total, terms, focal = compute_losses(cfg.loss, self.body, out, batch, cfg.model.res,
-                                             self.disc, self.atlas, self.step)
+                                             self.disc, self.atlas, self.step, self.pose_prior)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         logs = {k: float(v.detach()) for k, v in terms.items()}
