@@ -13,7 +13,8 @@ The configurations:
 * one lever changed each: NCHW instead of channels-last; CPU bfloat16 autocast of the backbone;
   the full body model instead of its skinning-free keypoint path; HMR's pooled head instead of
   the keypoint head; no IEF feedback; the first three backbone stages frozen; the 2D losses only
-  (no pair terms, no prior).
+  (no pair terms, no prior); the IEF started from the mocap lifter's pose (``model.start:
+  lifted``, the lifter unfitted: its fit is a one-off before training, not part of a step).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ LEVERS: dict[str, dict] = {
     "no IEF feedback": {"model.feedback": False},
     "3 backbone stages frozen": {"model.frozen_stages": 3},
     "2D losses only": {**{f"loss.{t}": 0.0 for t in PAIR_TERMS}},
+    # the lifter's weights do not change a step's cost: it is not fitted here
+    "lifted start (model.start: lifted)": {"model.start": "lifted", "model.lift_steps": 0},
 }
 
 

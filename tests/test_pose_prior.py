@@ -72,3 +72,17 @@ def test_bad_input_is_refused():
     prior = GaussianPosePrior.fit(rot, _mean6d(3))
     with pytest.raises(ValueError, match="fitted to 12 pose coordinates, the pose has 6"):
         prior(torch.zeros(1, 2, 6), _mean6d(2).float())
+
+
+def test_one_anchor_per_sample_is_each_sample_against_its_own():
+    # model.start: lifted anchors the prior at each crop's lifted start, not the mean pose
+    x = matrix_to_rot6d(_poses(5, 4, np.full((4, 3), 0.5), seed=2)).float()
+    anchors = matrix_to_rot6d(_poses(5, 4, np.full((4, 3), 0.5), seed=3)).float()
+    want = torch.stack([l2_pose_prior(x[i:i + 1], anchors[i].reshape(-1)) for i in range(5)])
+    assert float(l2_pose_prior(x, anchors)) == pytest.approx(float(want.mean()), rel=1e-6)
+    rot = _poses(300, 4, np.full((4, 3), 0.3))
+    prior = GaussianPosePrior.fit(rot, _mean6d(4))
+    want = torch.stack([prior(x[i:i + 1], anchors[i].reshape(-1)) for i in range(5)])
+    assert float(prior(x, anchors)) == pytest.approx(float(want.mean()), rel=1e-5)
+    # an anchor equal to the pose costs nothing
+    assert float(l2_pose_prior(x, x)) == 0.0

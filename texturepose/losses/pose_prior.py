@@ -26,9 +26,9 @@ PRIOR_KINDS = ("l2", "gaussian")
 
 
 def l2_pose_prior(rot6d: torch.Tensor, mean_rot6d: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of ``rot6d (B, J, 6)`` from ``mean_rot6d (J*6,)`` over the
-    non-root joints."""
-    mean = mean_rot6d.reshape(1, -1, 6)[:, 1:]
+    """Mean squared difference of ``rot6d (B, J, 6)`` from ``mean_rot6d`` (``(J*6,)``, or
+    ``(B, J, 6)``: one anchor per sample, e.g. a lifted start) over the non-root joints."""
+    mean = mean_rot6d.reshape(-1, rot6d.shape[1], 6)[:, 1:]
     return (rot6d[:, 1:] - mean).square().mean()
 
 
@@ -72,8 +72,9 @@ class GaussianPosePrior(nn.Module):
         return cls(chol)
 
     def forward(self, rot6d: torch.Tensor, mean_rot6d: torch.Tensor) -> torch.Tensor:
-        """The prior of ``rot6d (B, J, 6)``: ``mean_b |L^T d_b|^2 / D``."""
-        mean = mean_rot6d.reshape(1, -1, 6)[:, 1:]
+        """The prior of ``rot6d (B, J, 6)``: ``mean_b |L^T d_b|^2 / D``, ``d_b`` its difference
+        from ``mean_rot6d`` (``(J*6,)`` or one anchor per sample ``(B, J, 6)``)."""
+        mean = mean_rot6d.reshape(-1, rot6d.shape[1], 6)[:, 1:]
         d = (rot6d[:, 1:] - mean).flatten(1)
         if d.shape[1] != self.whitener.shape[0]:
             raise ValueError(f"the prior was fitted to {self.whitener.shape[0]} pose "

@@ -30,11 +30,13 @@ from texturepose.geometry.cameras import weak_perspective_project
 from texturepose.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from texturepose.keypoints import INDEX, NUM_KEYPOINTS
 from texturepose.models.keypoint_head import KeypointHead, soft_argmax
+from texturepose.models.lifter import PoseLifter, fit_weak_camera
 from texturepose.models.mean_params import check_mean_params
 from texturepose.models.pretrained import BACKBONES, build_backbone
 
 HEADS = ("pooled", "keypoints")
 FACINGS = ("mean", "turn", "canonical")
+STARTS = ("mean", "lifted")
 
 #: ``(rotmats (B, J, 3, 3), shape (B, S)) -> keypoints (B, K, 3)``, e.g. ``BodyModel.keypoints``.
 KeypointsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -58,7 +60,8 @@ class RegressorConfig:
         backbone: one of ``resnet18``, ``resnet34``, ``resnet50``, ``efficientnet_lite0``.
         pretrained: ``None`` (scratch), ``"imagenet"`` (packaged weights, efficientnet_lite0
             only) or a path to a weights file (torchvision's for the ResNets).
-        iterations: IEF iterations (>= 1; 3 in HMR/SPIN).
+        iterations: IEF iterations (>= 1; 3 in HMR/SPIN; 0 only with ``start: lifted``: the
+            output is the lifted start itself).
         hidden: width of the two IEF fully connected layers.
         dropout: dropout after each of them, in [0, 1).
         normalize_input: forward takes RGB in [0, 1] and applies the backbone's normalisation.
@@ -71,6 +74,10 @@ class RegressorConfig:
             degrees where the keypoint head's left/right keypoints say the person faces the
             other way; ``canonical`` the same choice, with the IEF run in the mean pose's frame
             (the head's keypoints mirrored for turned crops, the result turned back).
+        start: where the IEF starts: ``mean`` the mean pose (HMR/SPIN); ``lifted`` the pose a
+            mocap-trained lifter (:mod:`texturepose.models.lifter`) reads from the keypoint
+            head's keypoints, with the weak-perspective camera that fits them (``keypoints``
+            head and ``feedback``; the lifter's weights are fitted before training and frozen).
     """
 
     # The defaults are HMR/SPIN's design, which files written before the keypoint head have.
@@ -84,6 +91,7 @@ class RegressorConfig:
     feedback: bool = False
     frozen_stages: int = 0
     facing: str = "mean"
+    start: str = "mean"
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -93,8 +101,9 @@ class RegressorConfig:
             )
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int):
             raise ValueError(f"model.iterations = {self.iterations!r} must be an integer >= 1")
-        if self.iterations < 1:
-            raise ValueError(f"model.iterations = {self.iterations} must be >= 1 (HMR uses 3)")
+        if self.iterations < (0 if self.start == "lifted" else 1):
+            raise ValueError(f"model.iterations = {self.iterations} must be >= 1 (HMR uses 3; "
+                             "0 only with model.start: lifted)")
         if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1:
             raise ValueError(f"model.hidden = {self.hidden!r} must be a positive integer")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
@@ -116,6 +125,14 @@ class RegressorConfig:
             raise ValueError(f"model.facing: {self.facing} needs model.head: keypoints and "
                              "model.feedback: true (it reads the keypoint head's left/right "
                              "keypoints)")
+        if self.start not in STARTS:
+            raise ValueError(f"model.start = {self.start!r} must be one of {STARTS}")
+        if self.start == "lifted" and not self.feedback:
+            raise ValueError("model.start: lifted needs model.head: keypoints and "
+                             "model.feedback: true (it lifts the keypoint head's keypoints)")
+        if self.start == "lifted" and self.facing != "mean":
+            raise ValueError(f"model.start: lifted chooses the facing itself; set model.facing "
+                             f"to mean (got {self.facing!r})")
         if (isinstance(self.frozen_stages, bool) or not isinstance(self.frozen_stages, int)
                 or not 0 <= self.frozen_stages <= 4):
             raise ValueError(f"model.frozen_stages = {self.frozen_stages!r} must be an integer "
@@ -184,6 +201,10 @@ class Regressor(nn.Module):
         for dec in (self.dec_pose, self.dec_shape, self.dec_cam):
             nn.init.xavier_uniform_(dec.weight, gain=0.01)
             nn.init.zeros_(dec.bias)
+        self.lifter = None
+        if config.start == "lifted":
+            self.lifter = PoseLifter(NUM_KEYPOINTS, num_joints, self.mean_rot6d.view(-1))
+            self.lifter.requires_grad_(False)  # fitted to mocap views, then kept
         self.channels_last = False
 
     def use_channels_last(self, enabled: bool = True) -> Regressor:
@@ -256,6 +277,15 @@ class Regressor(nn.Module):
         flip = None
         if facing != "mean":
             flip = self._faces_away(kp2d, rotmats, shape, cam, keypoints_fn)
+        start_kp = None  # the start's keypoints, when already computed (lifted)
+        if self.lifter is not None:
+            head_kp, head_conf = kp2d.detach(), conf.detach()
+            with torch.no_grad():
+                pose = self.lifter(head_kp, head_conf).flatten(1)
+                rotmats = rot6d_to_matrix(pose.view(b, j, 6))
+                start_kp = keypoints_fn(rotmats, shape)
+                cam = fit_weak_camera(start_kp, head_kp, head_conf * self.lifter.keypoint_mask)
+            out["start_rot6d"] = pose.view(b, j, 6)
         if facing == "turn":
             rotmats = self._turn_root(rotmats, flip)
             pose = torch.cat([matrix_to_rot6d(rotmats[:, 0]), pose[:, 6:]], dim=1)
@@ -271,7 +301,9 @@ class Regressor(nn.Module):
         for _ in range(self.config.iterations):
             parts = [image_input, pose, shape, cam]
             if self.config.feedback:
-                current = weak_perspective_project(keypoints_fn(rotmats, shape), cam)
+                kp3 = keypoints_fn(rotmats, shape) if start_kp is None else start_kp
+                start_kp = None
+                current = weak_perspective_project(kp3, cam)
                 residual = (kp2d.detach() - current) * conf.detach()[..., None]
                 parts.append(residual.flatten(1))
             x = torch.cat(parts, dim=1)
@@ -292,6 +324,8 @@ class Regressor(nn.Module):
                 rotmats_it.append(real)
                 cam_it.append(torch.stack([cam[:, 0], cam[:, 1] * sign, cam[:, 2]], dim=1))
             shape_it.append(shape)
+        if not rot6d_it:  # no IEF (start: lifted, iterations: 0): the start is the answer
+            rot6d_it, rotmats_it, shape_it, cam_it = [pose.view(b, j, 6)], [rotmats], [shape], [cam]
         out.update({
             "rot6d": rot6d_it[-1],
             "rotmats": rotmats_it[-1],

@@ -9,6 +9,7 @@ previous checkpoint intact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -86,7 +87,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     if state.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a trained-model file ({MODEL_FORMAT}); training "
                          "checkpoints (checkpoints/last.pt) are for resuming: use final.pt")
-    mc = {k: v for k, v in state["model_config"].items() if k != "res"}
+    # the section also holds training-only keys (res, lift_*): the architecture's are taken
+    arch = {f.name for f in dataclasses.fields(RegressorConfig)}
+    mc = {k: v for k, v in state["model_config"].items() if k in arch}
     reg = Regressor(RegressorConfig(**{**mc, "pretrained": None}), state["num_joints"],
                     state["num_shape"], state["mean_params"])
     reg.load_state_dict(state["regressor"])

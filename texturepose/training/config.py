@@ -75,9 +75,17 @@ class ModelConfig:
     feedback: bool = True
     frozen_stages: int = 0
     facing: str = "mean"
+    #: ``mean`` or ``lifted``: the IEF starts from the mocap-trained lifter's reading of the
+    #: keypoint head (see :class:`RegressorConfig`), fitted for ``lift_steps`` with 2D jitter
+    #: ``lift_noise`` (a fraction of the skeleton's radius) before training
+    start: str = "mean"
+    lift_steps: int = 600
+    lift_noise: float = 0.03
 
     def __post_init__(self) -> None:
         _number("model", "res", self.res, lo=32, integer=True)
+        _number("model", "lift_steps", self.lift_steps, lo=0, integer=True)
+        _number("model", "lift_noise", self.lift_noise, lo=0.0, hi=1.0)
         if self.res % 32:
             raise ConfigError(f"model.res = {self.res} must be a multiple of 32 (backbone stride)")
         self.regressor()  # validates the rest with the models' own checks
@@ -88,7 +96,7 @@ class ModelConfig:
                                    iterations=self.iterations, hidden=self.hidden,
                                    dropout=self.dropout, head=self.head, feedback=self.feedback,
                                    frozen_stages=self.frozen_stages,
-                                   facing=self.facing)
+                                   facing=self.facing, start=self.start)
         except ValueError as e:
             raise ConfigError(str(e)) from e
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from texturepose.body.base import BodyModel
 from texturepose.losses.pose_prior import GaussianPosePrior
@@ -17,6 +18,7 @@ from texturepose.models.regressor import Regressor
 from texturepose.render.texture import UVAtlas
 from texturepose.training.config import TrainConfig
 from texturepose.training.distributed import DistInfo
+from texturepose.training.lift import LiftSettings, fit_lifter
 from texturepose.training.loop import RealPoses, Trainer
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,10 @@ def build_models(
     shapes = body.sample_shapes(PRIOR_SHAPES, seed=PRIOR_SEED).numpy()
     mean_params = compute_mean_params(mocap_rotmats, shapes)
     regressor = Regressor(cfg.model.regressor(), body.num_joints, body.num_shape, mean_params)
+    if regressor.lifter is not None:
+        settings = LiftSettings(steps=cfg.model.lift_steps, noise=cfg.model.lift_noise)
+        fit_lifter(regressor.lifter, body, mocap_rotmats, shapes, settings,
+                   torch.from_numpy(mean_params["shape"]), seed=cfg.seed)
     disc = real = None
     if cfg.loss.adversarial > 0:
         disc = Discriminator(body.num_joints, body.num_shape)

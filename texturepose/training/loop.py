@@ -141,13 +141,16 @@ def compute_losses(
     if w["pose_prior"] > 0:
         if "mean_rot6d" not in out:
             raise ValueError("loss.pose_prior > 0 needs the regressor's mean pose in its output")
+        # the distance from where the IEF started: the mean pose, or the lifted pose
+        # (model.start: lifted), which already carries the articulation the mocap suggests
+        anchor = out.get("start_rot6d", out["mean_rot6d"])
         if cfg.pose_prior_kind == "gaussian":
             if pose_prior is None:
                 raise ValueError("loss.pose_prior_kind = gaussian needs the prior fitted to the "
                                  "mocap poses")
-            terms["pose_prior"] = pose_prior(out["rot6d"], out["mean_rot6d"])
+            terms["pose_prior"] = pose_prior(out["rot6d"], anchor)
         else:
-            terms["pose_prior"] = l2_pose_prior(out["rot6d"], out["mean_rot6d"])
+            terms["pose_prior"] = l2_pose_prior(out["rot6d"], anchor)
     if w["adversarial"] > 0:
         if disc is None:
             raise ValueError("loss.adversarial > 0 needs a discriminator")
