@@ -20,7 +20,11 @@ import torch
 from tqdm import tqdm
 
 from texturepose.body.base import BodyModel
-from texturepose.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+from texturepose.geometry.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_rot6d,
+    rot6d_to_matrix,
+)
 from texturepose.keypoints import INDEX
 from texturepose.models.lifter import PoseLifter
 from texturepose.models.mean_params import CAMERA_FACING
@@ -55,17 +59,6 @@ class LiftSettings:
     twist_weight: float = 0.1
 
 
-def _rotation(axis: int, angle: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` angles -> ``(B, 3, 3)`` rotations about x (0) or y (1)."""
-    c, s = torch.cos(angle), torch.sin(angle)
-    o, z = torch.ones_like(angle), torch.zeros_like(angle)
-    if axis == 0:
-        m = [o, z, z, z, c, -s, z, s, c]
-    else:
-        m = [c, z, s, z, o, z, -s, z, c]
-    return torch.stack(m, -1).view(-1, 3, 3)
-
-
 class MocapViews:
     """Random camera views of mocap poses: ``sample(b)`` -> 2D keypoints ``(b, K, 2)``, their
     weights ``(b, K)``, the rotations in the camera frame ``(b, J, 3, 3)`` and the
@@ -92,7 +85,10 @@ class MocapViews:
         r = self.rotmats[torch.randint(len(self.rotmats), (b,), generator=g)].clone()
         yaw = self._uniform(b, 0.0, 2 * math.pi)
         pitch = self._uniform(b, *s.pitch_deg) * (math.pi / 180)
-        r[:, 0] = _rotation(0, pitch) @ self.facing @ _rotation(1, yaw) @ r[:, 0]
+        zero = torch.zeros_like(yaw)
+        turn = axis_angle_to_matrix(torch.stack([zero, yaw, zero], -1))
+        tilt = axis_angle_to_matrix(torch.stack([pitch, zero, zero], -1))
+        r[:, 0] = tilt @ self.facing @ turn @ r[:, 0]
         shape = self.shapes[torch.randint(len(self.shapes), (b,), generator=g)]
         kp = self.body.keypoints(r, shape)
         kp = kp - kp[:, PELVIS:PELVIS + 1]
