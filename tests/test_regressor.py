@@ -42,6 +42,7 @@ def _mean_params(seed: int = 0) -> dict[str, np.ndarray]:
         ({"hidden": 0}, "model.hidden = 0 must be a positive integer"),
         ({"pretrained": 3}, "model.pretrained = 3 must be null, 'imagenet' or a file path"),
         ({"backbone": "resnet18", "pretrained": "imagenet"}, "only available for"),
+        ({"head_stride": 2}, "model.head_stride = 2 must be one of"),
     ],
 )
 def test_bad_config_values_give_clear_errors(kwargs, match):
@@ -311,3 +312,24 @@ def test_forward_starts_a_back_view_turned(anny_body, facing, monkeypatch):
     err = (now - heads)[:, known].norm(dim=-1).mean(dim=1)
     base = (front - heads)[:, known].norm(dim=-1).mean(dim=1)
     assert err[0] < 0.05 and err[1] < 0.2 * base[1], (err, base)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
+@pytest.mark.parametrize("stride", [8, 4])
+def test_keypoint_head_stride(backbone, stride):
+    """``head_stride`` 4 gives heatmaps on the stride-4 grid (twice as fine), 8 the stride-8
+    one, and both see the whole pyramid; coordinates stay in the crop's [-1, 1]."""
+    from texturepose.models.keypoint_head import KeypointHead
+    from texturepose.models.pretrained import build_backbone
+
+    net = build_backbone(backbone, None)
+    maps = net.feature_maps(torch.rand(2, 3, 64, 64))
+    assert {k: v.shape[1] for k, v in maps.items() if k != "pooled"} == net.map_channels
+    assert maps["s4"].shape[-1] == 16 and maps["s8"].shape[-1] == 8
+    head = KeypointHead(net.map_channels, 30, width=16, stride=stride)
+    logits = head(maps)
+    assert logits.shape == (2, 30, 64 // stride, 64 // stride)
+    kp, _ = soft_argmax(logits)
+    assert (kp.abs() <= 1).all()
+    logits.sum().backward()
+    assert head.lateral["s32"].weight.grad is not None

@@ -32,9 +32,10 @@ LITE0_STAGES = (
     (1, 3, 1, 6, 192, 320),
 )
 _BN = {"eps": 1e-3, "momentum": 0.01}  # TF's epsilon 1e-3 and decay 0.99
-#: Block index after which each feature map of ``feature_maps`` is taken (stride 8: the end of
-#: the third stage; stride 16: the end of the fifth; stride 32 is the last block).
-_MAP_AFTER_BLOCK = {4: "s8", 10: "s16"}
+#: Block index after which each feature map of ``feature_maps`` is taken (stride 4: the end of
+#: the second stage; stride 8: the end of the third; stride 16: the end of the fifth; stride 32
+#: is the last block).
+_MAP_AFTER_BLOCK = {2: "s4", 4: "s8", 10: "s16"}
 
 
 class SameConv2d(nn.Conv2d):
@@ -96,8 +97,8 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = SameConv2d(320, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, **_BN)
         self.feature_dim = 1280
-        #: channels of the stride-8, -16 and -32 maps of :meth:`feature_maps`
-        self.map_channels = {"s8": 40, "s16": 112, "s32": 320}
+        #: channels of the stride-4, -8, -16 and -32 maps of :meth:`feature_maps`
+        self.map_channels = {"s4": 24, "s8": 40, "s16": 112, "s32": 320}
         self._fc = nn.Linear(1280, num_classes) if num_classes else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -108,8 +109,8 @@ class EfficientNetLite0(nn.Module):
         return self.feature_maps(x)["pooled"]
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The last maps at strides 8, 16 and 32 (``s8``: 40, ``s16``: 112, ``s32``: 320
-        channels) and the pooled 1280-d vector of the head convolution."""
+        """The last maps at strides 4, 8, 16 and 32 (``s4``: 24, ``s8``: 40, ``s16``: 112,
+        ``s32``: 320 channels) and the pooled 1280-d vector of the head convolution."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
         maps = {}
         for i, block in enumerate(self._blocks):

@@ -5,7 +5,8 @@ learn"): every image gives the network a handful of numbers of gradient. Heatmap
 stride-8 grid give dense, spatial gradients from the same 2D keypoints, and their soft-argmax
 ("integral regression", Sun et al. 2018) gives differentiable coordinates that the IEF head then
 reads. The decoder is a small feature pyramid: the stride-32 and stride-16 maps are projected to
-``width`` channels, upsampled and added to the stride-8 map, then two 3x3 convolutions.
+``width`` channels, upsampled and added to the stride-8 map (and, with ``stride`` 4, that sum to
+the stride-4 map: at 96 px a 24 x 24 grid instead of 12 x 12), then two 3x3 convolutions.
 
 Coordinates are normalised crop coordinates in [-1, 1] with pixel centres at ``j + 0.5``
 (as in :mod:`texturepose.losses.keypoints`): heatmap cell ``j`` of ``W`` sits at
@@ -18,20 +19,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: the heatmap strides the head can give, and the backbone maps each one uses (coarse first)
+STRIDE_MAPS = {8: ("s32", "s16", "s8"), 4: ("s32", "s16", "s8", "s4")}
+
 
 class KeypointHead(nn.Module):
-    """Feature maps ``{"s8", "s16", "s32"}`` -> keypoint logits ``(B, K, H/8, W/8)``.
+    """Feature maps ``{"s4", "s8", "s16", "s32"}`` -> keypoint logits ``(B, K, H/s, W/s)``.
 
     Args:
-        map_channels: channels of the backbone's ``s8``, ``s16`` and ``s32`` maps.
+        map_channels: channels of the backbone's maps.
         num_keypoints: K (the keypoint superset).
         width: channels of the decoder.
+        stride: the heatmaps' stride, 8 or 4 (``model.head_stride``).
     """
 
-    def __init__(self, map_channels: dict[str, int], num_keypoints: int, width: int = 96):
+    def __init__(self, map_channels: dict[str, int], num_keypoints: int, width: int = 96,
+                 stride: int = 8):
         super().__init__()
+        if stride not in STRIDE_MAPS:
+            raise ValueError(f"keypoint head stride {stride!r} must be one of "
+                             f"{sorted(STRIDE_MAPS)}")
+        self.maps = STRIDE_MAPS[stride]
         self.lateral = nn.ModuleDict(
-            {name: nn.Conv2d(map_channels[name], width, 1) for name in ("s8", "s16", "s32")}
+            {name: nn.Conv2d(map_channels[name], width, 1) for name in self.maps}
         )
         self.smooth = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
@@ -41,8 +51,8 @@ class KeypointHead(nn.Module):
         self.logits = nn.Conv2d(width, num_keypoints, 1, bias=False)
 
     def forward(self, maps: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.lateral["s32"](maps["s32"])
-        for name in ("s16", "s8"):
+        x = self.lateral[self.maps[0]](maps[self.maps[0]])
+        for name in self.maps[1:]:
             lateral = self.lateral[name](maps[name])
             x = lateral + F.interpolate(x, size=lateral.shape[-2:], mode="nearest")
         return self.logits(self.smooth(x))

@@ -117,8 +117,8 @@ class ResNet(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.feature_dim = cin
         e = block.expansion
-        #: channels of the stride-8, -16 and -32 maps of :meth:`feature_maps`
-        self.map_channels = {"s8": 128 * e, "s16": 256 * e, "s32": 512 * e}
+        #: channels of the stride-4, -8, -16 and -32 maps of :meth:`feature_maps`
+        self.map_channels = {"s4": 64 * e, "s8": 128 * e, "s16": 256 * e, "s32": 512 * e}
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes) if num_classes else None
         self._init_weights()
@@ -137,12 +137,14 @@ class ResNet(nn.Module):
         return self.feature_maps(x)["pooled"]
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The stride-8, -16 and -32 maps (``s8``, ``s16``, ``s32``) and the pooled vector."""
+        """The stride-4, -8, -16 and -32 maps (``s4`` ... ``s32``) and the pooled vector."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        s8 = self.layer2(self.layer1(x))
+        s4 = self.layer1(x)
+        s8 = self.layer2(s4)
         s16 = self.layer3(s8)
         s32 = self.layer4(s16)
-        return {"s8": s8, "s16": s16, "s32": s32, "pooled": torch.flatten(self.avgpool(s32), 1)}
+        return {"s4": s4, "s8": s8, "s16": s16, "s32": s32,
+                "pooled": torch.flatten(self.avgpool(s32), 1)}
 
     def frozen_prefix(self, count: int) -> list[nn.Module]:
         """The first ``count`` stages (stem, layer1, ...), for freezing early layers."""
