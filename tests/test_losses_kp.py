@@ -130,3 +130,32 @@ def test_keypoint_head_loss_is_confidence_weighted_l1():
     assert float(keypoint_heatmap_loss(pred, target, mask)) == 0.0
     with pytest.raises(ValueError, match="pred must be"):
         keypoint_heatmap_loss(pred[..., :1], target)
+
+
+def test_heatmap_cross_entropy_against_a_numpy_gaussian():
+    """The target is a Gaussian of sigma cells at the keypoint (built here in numpy, cell by
+    cell): logits equal to its log give the CE its minimum, the target's entropy; any other
+    map costs more; a point of confidence 0 (NaN coordinates) gives no loss and no NaN."""
+    import numpy as np
+
+    from texturepose.losses.keypoints import heatmap_cross_entropy
+
+    h = w = 12
+    gx, gy, sigma = 0.13, -0.42, 1.5
+    cx = (np.arange(w) + 0.5) * 2 / w - 1
+    cy = (np.arange(h) + 0.5) * 2 / h - 1
+    d2 = ((cx[None, :] - gx) ** 2 + (cy[:, None] - gy) ** 2) * (w / 2) ** 2
+    t = np.exp(-0.5 * d2 / sigma**2)
+    t /= t.sum()
+    entropy = float(-(t * np.log(t)).sum())
+    target = torch.tensor([[[gx, gy, 1.0], [float("nan"), float("nan"), 0.0]]])
+    best = torch.from_numpy(np.log(t)).float().expand(1, 2, h, w).clone().requires_grad_(True)
+    loss = heatmap_cross_entropy(best, target, sigma=sigma)
+    assert float(loss.detach()) == pytest.approx(entropy / 2, rel=1e-4)  # mean of both points
+    loss.backward()
+    assert torch.isfinite(best.grad).all() and best.grad[0, 1].abs().max() == 0
+    noise = torch.randn(1, 2, h, w, generator=torch.Generator().manual_seed(0))
+    other = best.detach() + 0.3 * noise
+    assert float(heatmap_cross_entropy(other, target, sigma=sigma)) > float(loss.detach())
+    with pytest.raises(ValueError, match="needs target"):
+        heatmap_cross_entropy(best, target[:, :1], sigma=sigma)

@@ -13,7 +13,7 @@ import torch
 from texturepose.geometry.cameras import weak_perspective_project
 
 __all__ = ["weak_perspective_project", "keypoint_2d_loss", "keypoint_heatmap_loss",
-           "pixels_to_normalized", "normalized_to_pixels"]
+           "heatmap_cross_entropy", "pixels_to_normalized", "normalized_to_pixels"]
 
 
 def pixels_to_normalized(uv: torch.Tensor, res: int) -> torch.Tensor:
@@ -68,3 +68,32 @@ def keypoint_heatmap_loss(
     regression, which converges better than L2 for soft-argmax coordinates)."""
     conf, residual = _confident_residual("keypoint_heatmap_loss", pred, target, mask)
     return (conf * residual.abs()).mean()
+
+
+def heatmap_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, sigma: float = 1.0
+) -> torch.Tensor:
+    """Cross-entropy of the keypoint head's softmax over positions ``(B, K, H, W)`` against a
+    Gaussian of ``sigma`` cells at each annotated keypoint ``(B, K, 3)`` (normalised crop
+    coordinates and confidence; cell ``j`` of ``W`` centred at ``2 (j + 0.5) / W - 1``).
+
+    The soft-argmax L1 alone is a weak signal for a flat heatmap (every cell moves the mean
+    a little); a target map tells every cell where the mass belongs (Sun et al. 2018 combine
+    the two). Points of confidence 0 give neither loss nor gradient; the mean is over all
+    ``B * K`` points, as :func:`keypoint_heatmap_loss`'s."""
+    b, k, h, w = logits.shape
+    if target.shape != (b, k, 3):
+        raise ValueError(f"heatmap_cross_entropy: logits (B, K, H, W) = {tuple(logits.shape)} "
+                         f"needs target (B, K, 3), got {tuple(target.shape)}")
+    conf = target[..., 2]
+    gt = torch.where(conf[..., None] > 0, target[..., :2], torch.zeros_like(target[..., :2]))
+    xs = (torch.arange(w, dtype=gt.dtype, device=gt.device) + 0.5) * (2.0 / w) - 1.0
+    ys = (torch.arange(h, dtype=gt.dtype, device=gt.device) + 0.5) * (2.0 / h) - 1.0
+    # in cells: separable Gaussian over x and y, normalised over the grid
+    dx = (xs.view(1, 1, w) - gt[..., :1]) * (w / 2.0)
+    dy = (ys.view(1, 1, h) - gt[..., 1:]) * (h / 2.0)
+    tx = torch.softmax(-0.5 * (dx / sigma) ** 2, dim=-1)
+    ty = torch.softmax(-0.5 * (dy / sigma) ** 2, dim=-1)
+    log_p = logits.float().flatten(2).log_softmax(-1).view(b, k, h, w)
+    ce = -(ty[..., :, None] * tx[..., None, :] * log_p).sum((-2, -1))
+    return (conf * ce).mean()
