@@ -73,6 +73,8 @@ def test_an_unfitted_lifter_answers_the_mean_pose():
     ({"start": "lifted", "head": "keypoints", "feedback": True, "facing": "turn"},
      "chooses the facing itself"),
     ({"start": "guess"}, "model.start"),
+    ({"lift_grad": True}, "lift_grad needs model.start: lifted"),
+    ({"start": "lifted", "head": "keypoints", "feedback": True, "lift_grad": 1}, "true or false"),
 ])
 def test_bad_start_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -152,3 +154,29 @@ def test_without_ief_iterations_the_lifted_start_is_the_answer(anny_body, one_to
     assert not out["rot6d"].requires_grad and out["keypoints_2d"].requires_grad
     with pytest.raises(ValueError, match="0 only with model.start: lifted"):
         RegressorConfig(head="keypoints", feedback=True, iterations=0)
+
+
+def test_lift_grad_trains_the_head_through_the_frozen_lifter(anny_body, one_torch_thread):
+    """With ``lift_grad`` a loss on the lifted pose (and its camera) reaches the keypoint head,
+    the lifter's own weights stay out of it, and the forward values are those without it."""
+    body = anny_body
+    mp = compute_mean_params(body.rest_rotmats(2).numpy(), body.mean_shape.numpy())
+    outs = {}
+    for grad in (False, True):
+        cfg = RegressorConfig(backbone="resnet18", head="keypoints", feedback=True, dropout=0.0,
+                              start="lifted", iterations=0, hidden=64, lift_grad=grad)
+        torch.manual_seed(0)
+        reg = Regressor(cfg, body.num_joints, body.num_shape, mp).eval()
+        with torch.no_grad():
+            reg.lifter.out.weight.normal_(0.0, 0.05)  # a lifter whose answer depends on its input
+        out = reg(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)),
+                  keypoints_fn=body.keypoints)
+        outs[grad] = out
+        if grad:
+            (out["rot6d"].pow(2).sum() + out["cam"].sum()).backward()
+            assert reg.keypoint_head.logits.weight.grad.abs().sum() > 0
+            assert all(p.grad is None for p in reg.lifter.parameters())
+        else:
+            assert not out["rot6d"].requires_grad
+    torch.testing.assert_close(outs[True]["rot6d"].detach(), outs[False]["rot6d"])
+    torch.testing.assert_close(outs[True]["cam"].detach(), outs[False]["cam"])

@@ -29,7 +29,7 @@ from torch import nn
 from texturepose.geometry.cameras import weak_perspective_project
 from texturepose.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from texturepose.keypoints import INDEX, NUM_KEYPOINTS
-from texturepose.models.keypoint_head import KeypointHead, soft_argmax
+from texturepose.models.keypoint_head import STRIDE_MAPS, KeypointHead, soft_argmax
 from texturepose.models.lifter import PoseLifter, fit_weak_camera
 from texturepose.models.mean_params import check_mean_params
 from texturepose.models.pretrained import BACKBONES, build_backbone
@@ -78,6 +78,11 @@ class RegressorConfig:
             mocap-trained lifter (:mod:`texturepose.models.lifter`) reads from the keypoint
             head's keypoints, with the weak-perspective camera that fits them (``keypoints``
             head and ``feedback``; the lifter's weights are fitted before training and frozen).
+        head_stride: the keypoint head's heatmap stride, 8 or 4 (finer, from the stride-4 map).
+        lift_grad: with ``start: lifted``, the losses on the lifted pose reach the keypoint head
+            through the frozen lifter and the camera fit (the 2D, multi-view and texture terms
+            then train the image network even with ``iterations: 0``); off, the start is a
+            constant for them.
     """
 
     # The defaults are HMR/SPIN's design, which files written before the keypoint head have.
@@ -92,6 +97,8 @@ class RegressorConfig:
     frozen_stages: int = 0
     facing: str = "mean"
     start: str = "mean"
+    head_stride: int = 8
+    lift_grad: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -133,6 +140,13 @@ class RegressorConfig:
         if self.start == "lifted" and self.facing != "mean":
             raise ValueError(f"model.start: lifted chooses the facing itself; set model.facing "
                              f"to mean (got {self.facing!r})")
+        if self.head_stride not in STRIDE_MAPS or isinstance(self.head_stride, bool):
+            raise ValueError(f"model.head_stride = {self.head_stride!r} must be one of "
+                             f"{sorted(STRIDE_MAPS)}")
+        if not isinstance(self.lift_grad, bool):
+            raise ValueError(f"model.lift_grad = {self.lift_grad!r} must be true or false")
+        if self.lift_grad and self.start != "lifted":
+            raise ValueError("model.lift_grad needs model.start: lifted")
         if (isinstance(self.frozen_stages, bool) or not isinstance(self.frozen_stages, int)
                 or not 0 <= self.frozen_stages <= 4):
             raise ValueError(f"model.frozen_stages = {self.frozen_stages!r} must be an integer "
@@ -188,7 +202,8 @@ class Regressor(nn.Module):
         feat = self.backbone.feature_dim
         self.keypoint_head = None
         if config.head == "keypoints":
-            self.keypoint_head = KeypointHead(self.backbone.map_channels, NUM_KEYPOINTS)
+            self.keypoint_head = KeypointHead(self.backbone.map_channels, NUM_KEYPOINTS,
+                                              stride=config.head_stride)
             feat += NUM_KEYPOINTS * 3  # coordinates and confidences
             if config.feedback:
                 feat += NUM_KEYPOINTS * 2  # the residual
@@ -244,9 +259,9 @@ class Regressor(nn.Module):
         ``rot6d (B, J, 6)``, ``rotmats (B, J, 3, 3)``, ``shape (B, S)``, ``cam (B, 3)`` of the
         last iteration, and ``rotmats_iters``, ``shape_iters``, ``cam_iters``: lists over the IEF
         iterations (for the adversarial loss on every iteration), and ``features (B, F)``. The
-        ``keypoints`` head adds ``keypoints_2d (B, K, 2)`` (normalised crop coordinates) and
-        ``keypoint_confidence (B, K)``. ``keypoints_fn`` (the body model's keypoints) is needed
-        with ``feedback``.
+        ``keypoints`` head adds ``keypoints_2d (B, K, 2)`` (normalised crop coordinates),
+        ``keypoint_confidence (B, K)`` and the heatmaps' ``keypoint_logits (B, K, h, w)``.
+        ``keypoints_fn`` (the body model's keypoints) is needed with ``feedback``.
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
@@ -264,8 +279,9 @@ class Regressor(nn.Module):
         else:
             maps = self.backbone.feature_maps(images)
             feats = maps["pooled"]
-            kp2d, conf = soft_argmax(self.keypoint_head(maps))
-            out.update(keypoints_2d=kp2d, keypoint_confidence=conf)
+            logits = self.keypoint_head(maps)
+            kp2d, conf = soft_argmax(logits)
+            out.update(keypoints_2d=kp2d, keypoint_confidence=conf, keypoint_logits=logits)
         b = feats.shape[0]
         pose = self.mean_rot6d.expand(b, -1)
         shape = self.mean_shape.expand(b, -1)
@@ -279,8 +295,9 @@ class Regressor(nn.Module):
             flip = self._faces_away(kp2d, rotmats, shape, cam, keypoints_fn)
         start_kp = None  # the start's keypoints, when already computed (lifted)
         if self.lifter is not None:
-            head_kp, head_conf = kp2d.detach(), conf.detach()
-            with torch.no_grad():
+            # the confidences only weight the lift: never a gradient path
+            head_kp, head_conf = kp2d if self.config.lift_grad else kp2d.detach(), conf.detach()
+            with torch.set_grad_enabled(self.config.lift_grad and torch.is_grad_enabled()):
                 pose = self.lifter(head_kp, head_conf).flatten(1)
                 rotmats = rot6d_to_matrix(pose.view(b, j, 6))
                 start_kp = keypoints_fn(rotmats, shape)
