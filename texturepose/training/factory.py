@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from texturepose.body.base import BodyModel
+from texturepose.files import atomic_path
 from texturepose.losses.pose_prior import GaussianPosePrior
 from texturepose.models.discriminator import Discriminator
 from texturepose.models.mean_params import compute_mean_params
@@ -44,10 +46,13 @@ def build_models(
     body: BodyModel,
     mocap_rotmats: np.ndarray,
     atlas_cache: str | os.PathLike | None = None,
+    lifter_cache: str | os.PathLike | None = None,
 ) -> Models:
     """Regressor (IEF from the mean parameters), discriminator and real samples when the
     adversarial loss is on, and the UV atlas when the texture loss is on (cached as .npz at
-    ``atlas_cache`` when given). Seed the RNGs first: initialisation draws random numbers.
+    ``atlas_cache`` when given; the fitted pose lifter of ``model.start: lifted`` in the folder
+    ``lifter_cache``, keyed by everything its fit depends on, so that the runs of an ablation and
+    a resumed run fit it once). Seed the RNGs first: initialisation draws random numbers.
 
     The prior's real samples are the mocap poses and, independently, shapes drawn from the body
     model's population prior (``BodyModel.sample_shapes``): the mocap fits are a handful of
@@ -57,8 +62,8 @@ def build_models(
     regressor = Regressor(cfg.model.regressor(), body.num_joints, body.num_shape, mean_params)
     if regressor.lifter is not None:
         settings = LiftSettings(steps=cfg.model.lift_steps, noise=cfg.model.lift_noise)
-        fit_lifter(regressor.lifter, body, mocap_rotmats, shapes, settings,
-                   torch.from_numpy(mean_params["shape"]), seed=cfg.seed)
+        _fitted_lifter(regressor, body, mocap_rotmats, shapes, settings, mean_params, cfg.seed,
+                       lifter_cache)
     disc = real = None
     if cfg.loss.adversarial > 0:
         disc = Discriminator(body.num_joints, body.num_shape)
@@ -73,6 +78,37 @@ def build_models(
     if cfg.loss.pose_prior > 0 and cfg.loss.pose_prior_kind == "gaussian":
         prior = GaussianPosePrior.fit(mocap_rotmats, mean_params["rot6d"])
     return Models(regressor, disc, real, atlas, mean_params, prior)
+
+
+def _fitted_lifter(regressor: Regressor, body: BodyModel, rotmats: np.ndarray,
+                   shapes: np.ndarray, settings: LiftSettings, mean_params: dict[str, np.ndarray],
+                   seed: int, cache: str | os.PathLike | None) -> None:
+    """Fit ``regressor.lifter`` (or load the fit from ``cache``, a folder, when one with the
+    same inputs is there: the mocap poses, shapes, mean parameters, settings, seed, the body
+    model and the initial weights)."""
+    lifter = regressor.lifter
+    digest = hashlib.sha256()
+    for part in (rotmats, shapes, *(mean_params[k] for k in sorted(mean_params)),
+                 body.keypoint_mask.numpy(), *(v.numpy() for v in lifter.state_dict().values())):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    digest.update(repr((settings, seed, body.name, body.num_joints, body.num_shape)).encode())
+    path = None if cache is None else Path(cache) / f"lifter_{digest.hexdigest()[:20]}.pt"
+    if path is not None and path.is_file():
+        try:
+            lifter.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            log.info("pose lifter: the fit of %s (same mocap, settings and seed)", path)
+            return
+        except (OSError, RuntimeError, ValueError) as e:
+            log.warning("refitting the pose lifter: %s is unreadable (%s)", path, e)
+    fit_lifter(lifter, body, rotmats, shapes, settings, torch.from_numpy(mean_params["shape"]),
+               seed=seed)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                torch.save(lifter.state_dict(), tmp)
+        except OSError as e:  # the cache is optional
+            log.warning("could not write the pose lifter cache %s (%s)", path, e)
 
 
 def _atlas(body: BodyModel, res: int, cache: str | os.PathLike | None) -> UVAtlas:

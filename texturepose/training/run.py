@@ -121,7 +121,8 @@ def train_from_params(params: Mapping[str, Any], root: Path, stop_at: int | None
     mocap = root / ((params.get("mocap") or {}).get("out") or DEFAULT_MOCAP)
     rotmats = load_mocap_poses(mocap, body)
     cache = root / "data" / "cache" / f"uv_atlas_{body.name}_{cfg.loss.texture_res}.npz"
-    models = build_models(cfg, body, rotmats, atlas_cache=cache if info.is_main else None)
+    models = build_models(cfg, body, rotmats, atlas_cache=cache if info.is_main else None,
+                          lifter_cache=root / "data" / "cache" if info.is_main else None)
     paths = dataset_paths(cfg, root)
     data = build_data(cfg, body, paths, info)
     trainer = build_trainer(cfg, body, models, info)
