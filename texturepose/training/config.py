@@ -81,6 +81,10 @@ class ModelConfig:
     start: str = "mean"
     lift_steps: int = 600
     lift_noise: float = 0.03
+    #: the keypoint head's heatmap stride (8 or 4) and, with ``start: lifted``, whether the
+    #: losses on the lifted pose train the head through the frozen lifter
+    head_stride: int = 8
+    lift_grad: bool = False
 
     def __post_init__(self) -> None:
         _number("model", "res", self.res, lo=32, integer=True)
@@ -90,13 +94,21 @@ class ModelConfig:
             raise ConfigError(f"model.res = {self.res} must be a multiple of 32 (backbone stride)")
         self.regressor()  # validates the rest with the models' own checks
 
+    @property
+    def pose_trains(self) -> bool:
+        """Whether the losses on the body (pose, shape, camera) reach trainable weights: not
+        with ``start: lifted, iterations: 0`` and ``lift_grad: false``, where the body is the
+        frozen lifter's reading of the keypoint head and only the head's own terms train."""
+        return not (self.start == "lifted" and self.iterations == 0 and not self.lift_grad)
+
     def regressor(self) -> RegressorConfig:
         try:
             return RegressorConfig(backbone=self.backbone, pretrained=self.pretrained,
                                    iterations=self.iterations, hidden=self.hidden,
                                    dropout=self.dropout, head=self.head, feedback=self.feedback,
                                    frozen_stages=self.frozen_stages,
-                                   facing=self.facing, start=self.start)
+                                   facing=self.facing, start=self.start,
+                                   head_stride=self.head_stride, lift_grad=self.lift_grad)
         except ValueError as e:
             raise ConfigError(str(e)) from e
 
@@ -107,6 +119,8 @@ class LossConfig:
 
     keypoints_2d: float = 5.0
     keypoint_head: float = 1.0
+    #: cross-entropy of the keypoint head's heatmaps against Gaussians at the keypoints
+    keypoint_heatmap: float = 0.0
     adversarial: float = 0.1
     texture: float = 1.0
     multiview_pose: float = 1.0
@@ -136,8 +150,9 @@ class LossConfig:
     #: has one; ``spin``: every crop with ``focal`` (SPIN's convention), as before issue 10
     camera: str = "calibrated"
 
-    WEIGHTS = ("keypoints_2d", "keypoint_head", "adversarial", "texture", "multiview_pose",
-               "shape_consistency", "keypoints_3d", "body_pose", "body_shape", "pose_prior")
+    WEIGHTS = ("keypoints_2d", "keypoint_head", "keypoint_heatmap", "adversarial", "texture",
+               "multiview_pose", "shape_consistency", "keypoints_3d", "body_pose", "body_shape",
+               "pose_prior")
 
     def __post_init__(self) -> None:
         for name in self.WEIGHTS:

@@ -37,7 +37,11 @@ from texturepose.body.base import BodyModel
 from texturepose.data.pairs import PAIR_KINDS
 from texturepose.geometry.cameras import crop_focal, crop_perspective_project, perspective_vertices
 from texturepose.losses.adversarial import discriminator_loss, generator_loss
-from texturepose.losses.keypoints import keypoint_2d_loss, keypoint_heatmap_loss
+from texturepose.losses.keypoints import (
+    heatmap_cross_entropy,
+    keypoint_2d_loss,
+    keypoint_heatmap_loss,
+)
 from texturepose.losses.multiview import multiview_pose_loss, shape_consistency_loss
 from texturepose.losses.pose_prior import GaussianPosePrior, l2_pose_prior
 from texturepose.losses.supervised import body_params_loss, keypoint_3d_loss
@@ -79,6 +83,10 @@ class RealPoses:
         return self.rotmats[torch.from_numpy(pose)], self.shape[torch.from_numpy(shape)]
 
 
+#: the loss terms on the keypoint head's own output (the others are on the body)
+HEAD_TERMS = ("keypoint_head", "keypoint_heatmap")
+
+
 @dataclass
 class StepOutput:
     """What a step computed, for logging and overlays (all detached)."""
@@ -110,14 +118,19 @@ def compute_losses(
     atlas: UVAtlas | None = None,
     step: int | None = None,
     pose_prior: GaussianPosePrior | None = None,
+    pose_trains: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Weighted total loss, the unweighted terms, and the focal lengths ``(N,)`` projected with.
 
     ``out`` is the regressor's output (float32), ``batch`` the collated samples on the device,
     ``step`` the training step (``loss.texture_start``; None: every term as weighted),
     ``pose_prior`` the fitted prior when ``loss.pose_prior_kind`` is ``gaussian``.
+    ``pose_trains`` False (:attr:`ModelConfig.pose_trains`): the body carries no gradient, so
+    the terms on it are skipped (the 2D keypoint error is still computed, as a measurement).
     """
     w = cfg.weights()
+    if not pose_trains:
+        w = {k: (v if k in HEAD_TERMS or k == "keypoints_2d" else 0.0) for k, v in w.items()}
     rotmats, shape, cam = out["rotmats"], out["shape"], out["cam"]
     b, p = split_batch(batch)
     mask = body.keypoint_mask
@@ -132,6 +145,9 @@ def compute_losses(
         )
     if w["keypoint_head"] > 0 and "keypoints_2d" in out:
         terms["keypoint_head"] = keypoint_heatmap_loss(out["keypoints_2d"], batch["keypoints_2d"])
+    if w["keypoint_heatmap"] > 0 and "keypoint_logits" in out:
+        terms["keypoint_heatmap"] = heatmap_cross_entropy(out["keypoint_logits"],
+                                                          batch["keypoints_2d"])
     if w["keypoints_3d"] > 0:
         terms["keypoints_3d"] = keypoint_3d_loss(kp3, batch["keypoints_3d"], batch["has_3d"], mask)
     if w["body_pose"] > 0 or w["body_shape"] > 0:
@@ -227,6 +243,16 @@ class Trainer:
             raise ValueError("loss.texture > 0 needs the body model's UV atlas")
         self.atlas = atlas.to(dev) if atlas is not None else None
         self.pose_prior = pose_prior.to(dev) if pose_prior is not None else None
+        self.pose_trains = cfg.model.pose_trains
+        if not self.pose_trains:
+            skipped = [k for k, v in cfg.loss.weights().items()
+                       if v > 0 and k not in HEAD_TERMS and k != "keypoints_2d"]
+            log.warning("model.start: lifted with model.iterations: 0 (and lift_grad: false): the "
+                        "body is the frozen lifter's reading of the keypoint head, so only %s "
+                        "train; %s have no gradient path and are skipped (keypoints_2d is logged "
+                        "as a measurement). TexturePose's terms act on the IEF: "
+                        "-S model.start=mean -S model.iterations=3",
+                        [k for k in HEAD_TERMS if cfg.loss.weights()[k] > 0], skipped)
         if self.dist.distributed and dev.type == "cuda" and cfg.train.sync_bn:
             regressor = nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
         self.regressor = regressor.to(dev)
@@ -235,7 +261,9 @@ class Trainer:
         self.model: nn.Module = self.regressor
         if self.dist.distributed:
             self.model = nn.parallel.DistributedDataParallel(
-                self.regressor, device_ids=[dev.index] if dev.type == "cuda" else None
+                self.regressor, device_ids=[dev.index] if dev.type == "cuda" else None,
+                # without IEF iterations its layers take no part in the forward pass
+                find_unused_parameters=cfg.model.iterations == 0,
             )
         self.disc = discriminator.to(dev) if discriminator is not None else None
         self.real_poses = real_poses
@@ -301,7 +329,7 @@ class Trainer:
         batch = self.to_device(batch)
         logs, out, focal = self.generator_backward(batch)
         logs.update(self.generator_step())
-        if self.disc is not None and self.cfg.loss.adversarial > 0:
+        if self.disc is not None and self.cfg.loss.adversarial > 0 and self.pose_trains:
             logs.update(self.discriminator_backward(out, len(batch["image"])))
             self.discriminator_step()
         logs["lr"] = self.optimizer.param_groups[-1]["lr"]
@@ -319,7 +347,8 @@ class Trainer:
                     m.eval()
         out = _to_float(self.model(batch["image"], keypoints_fn=self.body.keypoints))
         total, terms, focal = compute_losses(cfg.loss, self.body, out, batch, cfg.model.res,
-                                             self.disc, self.atlas, self.step, self.pose_prior)
+                                             self.disc, self.atlas, self.step, self.pose_prior,
+                                             self.pose_trains)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         logs = {k: float(v.detach()) for k, v in terms.items()}
