@@ -37,6 +37,24 @@ def test_configurations_switch_the_paper_terms_off_in_turn(ablation):
     assert ablation.fingerprint(p2d) != ablation.fingerprint(full)
 
 
+def test_the_ablation_runs_on_a_model_whose_body_the_terms_can_train(ablation):
+    """A lifted start without IEF iterations gives the paper's terms no gradient path: the
+    ablation then trains the IEF from the mean pose; an explicit override still wins."""
+    import texturepose.training.config as config
+
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    frozen = {**base, "model": {**base["model"], "start": "lifted", "iterations": 0,
+                                "lift_grad": False}}
+    run = ablation.run_params(frozen, "+texture", 0, [])
+    assert run["model"]["start"] == "mean" and run["model"]["iterations"] == 3
+    assert config.TrainConfig.from_params(run).model.pose_trains
+    kept = ablation.run_params(frozen, "+texture", 0, ["model.start=lifted",
+                                                        "model.iterations=0"])
+    assert not config.TrainConfig.from_params(kept).model.pose_trains
+    through = {**frozen, "model": {**frozen["model"], "lift_grad": True}}
+    assert ablation.run_params(through, "+texture", 0, [])["model"] == through["model"]
+
+
 def test_a_finished_run_is_not_repeated(ablation, monkeypatch):
     params = {"train": {"steps": 5}, "evaluate": {"sets": []}}
     done = ablation.OUT / "runs" / "multiview-seed2" / "result.json"

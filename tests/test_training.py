@@ -469,3 +469,54 @@ def test_gaussian_pose_prior_trains_and_differs_from_l2(anny_body, tiny):
     with pytest.raises(ValueError, match="needs the prior fitted to the mocap poses"):
         compute_losses(cfg.loss, anny_body, out, batch, 64, trainer.disc, trainer.atlas)
     assert fit(trainer, data, progress=False).finished
+
+
+def test_the_fitted_lifter_is_cached_by_its_inputs(anny_body, tiny, tmp_path, monkeypatch):
+    """model.start: lifted fits the lifter once per (mocap, settings, seed): a second build with
+    the same inputs loads the same weights without fitting; another seed fits again."""
+    import texturepose.training.factory as factory
+
+    _, _, _, mocap = tiny
+    rot = load_mocap_poses(mocap, anny_body)
+    params = tiny_params(**{"model.start": "lifted", "model.iterations": 0,
+                            "model.head": "keypoints", "model.feedback": True,
+                            "model.lift_steps": 3, "loss.texture": 0.0})
+    fits = []
+    real_fit = factory.fit_lifter
+    monkeypatch.setattr(factory, "fit_lifter", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+
+    def lifter_of(p):
+        torch.manual_seed(p["seed"])
+        models = build_models(TrainConfig.from_params(p), anny_body, rot, lifter_cache=tmp_path)
+        return models.regressor.lifter.state_dict()
+
+    first = lifter_of(params)
+    assert len(fits) == 1 and len(list(tmp_path.glob("lifter_*.pt"))) == 1
+    again = lifter_of(params)
+    assert len(fits) == 1
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    lifter_of({**params, "seed": 1})
+    assert len(fits) == 2 and len(list(tmp_path.glob("lifter_*.pt"))) == 2
+
+
+def test_with_a_frozen_lifted_body_only_the_head_terms_train(anny_body, tiny):
+    """start: lifted, iterations: 0 (lift_grad off): the body is a constant of the image
+    weights, so its terms are skipped (the 2D error is still measured), the discriminator does
+    not step, and the keypoint head still learns; with lift_grad the body terms are back."""
+    base = {"model.start": "lifted", "model.iterations": 0, "model.head": "keypoints",
+            "model.feedback": True, "model.lift_steps": 2, "loss.keypoint_heatmap": 1.0,
+            "train.steps": 1}
+    cfg, trainer, data = _setup(tiny_params(**base), anny_body, tiny)
+    assert not cfg.model.pose_trains and not trainer.pose_trains
+    disc_before = [p.detach().clone() for p in trainer.disc.parameters()]
+    head_before = trainer.regressor.keypoint_head.logits.weight.detach().clone()
+    batch = torch.utils.data.default_collate([data.dataset[r] for r in data.sampler.batch(0)])
+    logs = trainer.train_step(batch).losses
+    assert {"keypoints_2d", "keypoint_head", "keypoint_heatmap"} <= set(logs)
+    assert not {"adversarial", "texture", "multiview_pose", "pose_prior", "discriminator",
+                "keypoints_3d"} & set(logs)
+    assert all(torch.equal(a, b) for a, b in zip(disc_before, trainer.disc.parameters(),
+                                                 strict=True))
+    assert not torch.equal(head_before, trainer.regressor.keypoint_head.logits.weight)
+    cfg2 = TrainConfig.from_params(tiny_params(**{**base, "model.lift_grad": True}))
+    assert cfg2.model.pose_trains
