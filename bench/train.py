@@ -9,12 +9,15 @@ images/s and as a ratio to the bare backbone's forward+backward on the same imag
 The configurations:
 
 * ``bare backbone``: the backbone alone (channels-last), no data loading, no heads, no losses;
-* ``default``: params.yaml's full step (data loading included, num_workers=0);
+* ``default``: params.yaml's full step (data loading included, num_workers=0): since
+  2026-12-04 the keypoint head read by the mocap lifter without IEF (the lifter unfitted: its
+  fit is a one-off before training, not part of a step), whose body terms are skipped;
 * one lever changed each: NCHW instead of channels-last; CPU bfloat16 autocast of the backbone;
-  the full body model instead of its skinning-free keypoint path; HMR's pooled head instead of
-  the keypoint head; no IEF feedback; the first three backbone stages frozen; the 2D losses only
-  (no pair terms, no prior); the IEF started from the mocap lifter's pose (``model.start:
-  lifted``, the lifter unfitted: its fit is a one-off before training, not part of a step).
+  the full body model instead of its skinning-free keypoint path; stride-8 heatmaps; no heatmap
+  cross-entropy; the first three backbone stages frozen;
+* the paper's model, the IEF from the mean pose with every term (``model.start: mean,
+  iterations: 3``), and on it: HMR's pooled head instead of the keypoint head; no IEF
+  feedback; the 2D losses only (no pair terms, no prior); the IEF from the lifted start.
 """
 
 from __future__ import annotations
@@ -32,17 +35,20 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("ANNY_CACHE_DIR", str(REPO / "data" / "cache" / "anny"))
 
 PAIR_TERMS = ("adversarial", "texture", "multiview_pose", "shape_consistency")
+IEF = {"model.start": "mean", "model.iterations": 3}
 LEVERS: dict[str, dict] = {
     "default": {},
     "NCHW (no channels-last)": {"train.channels_last": False},
     "CPU bfloat16 autocast": {"amp": "bf16"},
     "full body model for keypoints": {"full_body": True},
-    "pooled head (HMR/SPIN)": {"model.head": "pooled", "model.feedback": False},
-    "no IEF feedback": {"model.feedback": False},
+    "stride-8 heatmaps": {"model.head_stride": 8},
+    "no heatmap cross-entropy": {"loss.keypoint_heatmap": 0.0},
     "3 backbone stages frozen": {"model.frozen_stages": 3},
-    "2D losses only": {**{f"loss.{t}": 0.0 for t in PAIR_TERMS}},
-    # the lifter's weights do not change a step's cost: it is not fitted here
-    "lifted start (model.start: lifted)": {"model.start": "lifted", "model.lift_steps": 0},
+    "IEF (paper's model)": IEF,
+    "IEF, pooled head (HMR/SPIN)": {**IEF, "model.head": "pooled", "model.feedback": False},
+    "IEF, no feedback": {**IEF, "model.feedback": False},
+    "IEF, 2D losses only": {**IEF, **{f"loss.{t}": 0.0 for t in PAIR_TERMS}},
+    "IEF from the lifted start": {"model.start": "lifted", "model.iterations": 3},
 }
 
 
@@ -54,6 +60,7 @@ def _params(base: dict, args: argparse.Namespace, changes: dict) -> dict:
     p["train"].update(batch_size=args.batch, num_workers=0, steps=1000)
     p["data"].update(mix={"tiny": 1.0}, pairs_per_batch=args.pairs)
     p["loss"]["texture_start"] = 0
+    p["model"]["lift_steps"] = 0  # a lifted start's fit is a one-off, not part of a step
     for key, value in changes.items():
         if "." in key:
             section, name = key.split(".")
