@@ -65,9 +65,10 @@ def run_params(base: dict, config: str, seed: int, overrides: list[str]) -> dict
     paper's model (:data:`PAPER_MODEL`) where params.yaml's gives the terms nothing to train
     (the overrides still come last)."""
     params = yaml.safe_load(yaml.safe_dump(base))
+    from texturepose.training.config import ModelConfig
+
     model = params.setdefault("model", {})
-    if (model.get("start") == "lifted" and model.get("iterations") == 0
-            and not model.get("lift_grad", False)):
+    if not ModelConfig(**model).pose_trains:
         model.update(PAPER_MODEL)
     for term in TERMS:
         if term not in CONFIGS[config]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from texturepose.geometry.cameras import weak_perspective_project
+from texturepose.models.keypoint_head import cell_centres
 
 __all__ = ["weak_perspective_project", "keypoint_2d_loss", "keypoint_heatmap_loss",
            "heatmap_cross_entropy", "pixels_to_normalized", "normalized_to_pixels"]
@@ -87,8 +88,7 @@ def heatmap_cross_entropy(
                          f"needs target (B, K, 3), got {tuple(target.shape)}")
     conf = target[..., 2]
     gt = torch.where(conf[..., None] > 0, target[..., :2], torch.zeros_like(target[..., :2]))
-    xs = (torch.arange(w, dtype=gt.dtype, device=gt.device) + 0.5) * (2.0 / w) - 1.0
-    ys = (torch.arange(h, dtype=gt.dtype, device=gt.device) + 0.5) * (2.0 / h) - 1.0
+    xs, ys = cell_centres(w, gt), cell_centres(h, gt)
     # in cells: separable Gaussian over x and y, normalised over the grid
     dx = (xs.view(1, 1, w) - gt[..., :1]) * (w / 2.0)
     dy = (ys.view(1, 1, h) - gt[..., 1:]) * (h / 2.0)

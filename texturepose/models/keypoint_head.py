@@ -58,14 +58,19 @@ class KeypointHead(nn.Module):
         return self.logits(self.smooth(x))
 
 
+def cell_centres(n: int, like: torch.Tensor) -> torch.Tensor:
+    """``(n,)`` normalised crop coordinates of the centres of ``n`` heatmap cells along one
+    axis (``2 (j + 0.5) / n - 1``), with ``like``'s dtype and device."""
+    return (torch.arange(n, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / n) - 1.0
+
+
 def soft_argmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, K, H, W)`` logits -> expected positions ``(B, K, 2)`` in normalised crop
     coordinates (x, y) and a confidence ``(B, K)``: the peak probability times the cell count
     (1 for a flat map, larger for a sharp one), squashed to [0, 1) by ``1 - 1/c``."""
     b, k, h, w = logits.shape
     prob = logits.float().flatten(2).softmax(-1).view(b, k, h, w)
-    xs = (torch.arange(w, dtype=prob.dtype, device=prob.device) + 0.5) * (2.0 / w) - 1.0
-    ys = (torch.arange(h, dtype=prob.dtype, device=prob.device) + 0.5) * (2.0 / h) - 1.0
+    xs, ys = cell_centres(w, prob), cell_centres(h, prob)
     x = (prob.sum(2) * xs).sum(-1)
     y = (prob.sum(3) * ys).sum(-1)
     peak = prob.flatten(2).amax(-1) * (h * w)

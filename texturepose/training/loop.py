@@ -87,6 +87,13 @@ class RealPoses:
 HEAD_TERMS = ("keypoint_head", "keypoint_heatmap")
 
 
+def head_only(weights: dict[str, float]) -> dict[str, float]:
+    """The weights with every body term at 0 but the mesh's 2D error, kept as a measurement
+    (for a body that carries no gradient: :attr:`ModelConfig.pose_trains` False)."""
+    return {k: (v if k in HEAD_TERMS or k == "keypoints_2d" else 0.0)
+            for k, v in weights.items()}
+
+
 @dataclass
 class StepOutput:
     """What a step computed, for logging and overlays (all detached)."""
@@ -130,7 +137,7 @@ def compute_losses(
     """
     w = cfg.weights()
     if not pose_trains:
-        w = {k: (v if k in HEAD_TERMS or k == "keypoints_2d" else 0.0) for k, v in w.items()}
+        w = head_only(w)
     rotmats, shape, cam = out["rotmats"], out["shape"], out["cam"]
     b, p = split_batch(batch)
     mask = body.keypoint_mask
@@ -245,14 +252,14 @@ class Trainer:
         self.pose_prior = pose_prior.to(dev) if pose_prior is not None else None
         self.pose_trains = cfg.model.pose_trains
         if not self.pose_trains:
-            skipped = [k for k, v in cfg.loss.weights().items()
-                       if v > 0 and k not in HEAD_TERMS and k != "keypoints_2d"]
+            weights, kept = cfg.loss.weights(), head_only(cfg.loss.weights())
+            skipped = [k for k, v in weights.items() if v > 0 and kept[k] == 0]
             log.warning("model.start: lifted with model.iterations: 0 (and lift_grad: false): the "
                         "body is the frozen lifter's reading of the keypoint head, so only %s "
                         "train; %s have no gradient path and are skipped (keypoints_2d is logged "
                         "as a measurement). TexturePose's terms act on the IEF: "
                         "-S model.start=mean -S model.iterations=3",
-                        [k for k in HEAD_TERMS if cfg.loss.weights()[k] > 0], skipped)
+                        [k for k in HEAD_TERMS if weights[k] > 0], skipped)
         if self.dist.distributed and dev.type == "cuda" and cfg.train.sync_bn:
             regressor = nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
         self.regressor = regressor.to(dev)
